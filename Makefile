@@ -1,0 +1,31 @@
+# The two commands of the README: `make demo` (the main job) and `make test` (the suite).
+PY := .venv/bin
+
+.PHONY: setup test lint demo demo-down cluster-up cluster-down crds
+
+setup:
+	scripts/setup
+
+lint: setup
+	$(PY)/ruff check .
+	$(PY)/ruff format --check .
+	$(PY)/mypy
+	$(PY)/stereo-crdgen --check
+
+test: lint
+	$(PY)/pytest -q -p no:cacheprovider
+
+demo: setup
+	scripts/demo
+
+demo-down:
+	$(PY)/stereo-cluster down
+
+cluster-up: setup
+	$(PY)/stereo-cluster up
+
+cluster-down:
+	$(PY)/stereo-cluster down
+
+crds: setup
+	$(PY)/stereo-crdgen

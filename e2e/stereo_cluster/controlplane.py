@@ -1,0 +1,354 @@
+"""Start and stop a real local Kubernetes control plane on loopback.
+
+etcd, kube-apiserver (client-certificate authentication, service-account tokens, Node and
+RBAC authorization, an audit log), kube-controller-manager and kube-scheduler run as child
+processes in their own sessions, so `stereo-cluster up` can return and `down` (from any
+process) can find them again through the state file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from stereo_cluster import kubeconfig, pki
+from stereo_cluster.binaries import KUBERNETES_VERSION, Binaries, ensure_binaries
+
+STATE_FILE = "cluster.json"
+SERVICE_CIDR = "10.96.0.0/16"
+
+# Who the audit log records: the system components' own traffic would drown the rest.
+_AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: None
+    users: [system:kube-controller-manager, system:kube-scheduler, system:apiserver]
+  - level: None
+    userGroups: [system:nodes]
+  - level: Metadata
+"""
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane did not come up; the message names the component and its log."""
+
+
+@dataclass
+class ClusterState:
+    """What `down` and the test fixtures need to find a running cluster again."""
+
+    state_dir: str
+    api_port: int
+    etcd_port: int
+    kubeconfig: str
+    version: str = KUBERNETES_VERSION
+    pids: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.api_port}"
+
+    def save(self) -> None:
+        (Path(self.state_dir) / STATE_FILE).write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, state_dir: Path) -> ClusterState | None:
+        path = state_dir / STATE_FILE
+        if not path.is_file():
+            return None
+        return cls(**json.loads(path.read_text()))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    raise ControlPlaneError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+class LocalControlPlane:
+    """One etcd, API server, controller manager and scheduler under `state_dir`."""
+
+    def __init__(self, state_dir: Path, binaries: Binaries | None = None) -> None:
+        self.state_dir = state_dir.resolve()
+        self.pki_dir = self.state_dir / "pki"
+        self.log_dir = self.state_dir / "logs"
+        self._binaries = binaries
+        self.state: ClusterState | None = ClusterState.load(self.state_dir)
+
+    @property
+    def binaries(self) -> Binaries:
+        if self._binaries is None:
+            self._binaries = ensure_binaries()
+        return self._binaries
+
+    # --- start -------------------------------------------------------------------------
+
+    def start(self, timeout: float = 120.0) -> ClusterState:
+        if self.state is not None and self.is_healthy():
+            return self.state
+        self.stop()
+        for d in (self.pki_dir, self.log_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        binaries = self.binaries
+        self.state = ClusterState(
+            state_dir=str(self.state_dir),
+            api_port=free_port(),
+            etcd_port=free_port(),
+            kubeconfig=str(self.state_dir / "admin.kubeconfig"),
+        )
+        ca = pki.CertificateAuthority.create(self.pki_dir)
+        self._write_kubeconfigs(ca)
+        try:
+            self._start_etcd(binaries)
+            self._start_apiserver(binaries, ca)
+            self._start_controller_manager(binaries, ca)
+            self._start_scheduler(binaries)
+            self._wait_for_controllers(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self.state
+
+    def _write_kubeconfigs(self, ca: pki.CertificateAuthority) -> None:
+        assert self.state is not None
+        users = {
+            "admin": ("kubernetes-admin", "system:masters"),
+            "controller-manager": ("system:kube-controller-manager", None),
+            "scheduler": ("system:kube-scheduler", None),
+        }
+        for stem, (user, group) in users.items():
+            pair = ca.client(stem, user, group)
+            kubeconfig.write(
+                self.state_dir / f"{stem}.kubeconfig", self.state.server, ca.cert, pair
+            )
+
+    def node_kubeconfig(self, node_name: str) -> Path:
+        """A kubeconfig with the node's own identity, as a kubelet would have."""
+        assert self.state is not None
+        ca = pki.CertificateAuthority.load(self.pki_dir)
+        pair = ca.client(f"node-{node_name}", f"system:node:{node_name}", "system:nodes")
+        path = self.state_dir / f"node-{node_name}.kubeconfig"
+        kubeconfig.write(path, self.state.server, ca.cert, pair)
+        return path
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        self.add_process(name, argv)
+
+    def _start_etcd(self, binaries: Binaries) -> None:
+        assert self.state is not None
+        peer = free_port()
+        client_url = f"http://127.0.0.1:{self.state.etcd_port}"
+        self._spawn(
+            "etcd",
+            [
+                str(binaries.etcd),
+                "--name=local",
+                f"--data-dir={self.state_dir / 'etcd'}",
+                f"--listen-client-urls={client_url}",
+                f"--advertise-client-urls={client_url}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-cluster=local=http://127.0.0.1:{peer}",
+                # Test data is disposable: skipping fsync makes etcd an order of magnitude faster.
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ],
+        )
+        wait_until(lambda: _http_ok(f"{client_url}/health"), 30, self._what("etcd"))
+
+    def _start_apiserver(self, binaries: Binaries, ca: pki.CertificateAuthority) -> None:
+        assert self.state is not None
+        serving = ca.serving("apiserver")
+        sa = pki.service_account_keys(self.pki_dir)
+        policy = self.state_dir / "audit-policy.yaml"
+        policy.write_text(_AUDIT_POLICY)
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(binaries.kube_apiserver),
+                f"--etcd-servers=http://127.0.0.1:{self.state.etcd_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.state.api_port}",
+                f"--tls-cert-file={serving.cert}",
+                f"--tls-private-key-file={serving.key}",
+                f"--client-ca-file={ca.cert}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={sa.cert}",
+                f"--service-account-signing-key-file={sa.key}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--authorization-mode=Node,RBAC",
+                "--enable-admission-plugins=NodeRestriction",
+                # A loopback address cannot back the `kubernetes` Service's endpoints.
+                "--endpoint-reconciler-type=none",
+                f"--audit-policy-file={policy}",
+                f"--audit-log-path={self.log_dir / 'audit.log'}",
+                "--audit-log-maxsize=200",
+                "--audit-log-maxbackup=2",
+                "--profiling=false",
+                "--v=1",
+            ],
+        )
+        wait_until(lambda: self._api_ok("/readyz"), 90, self._what("kube-apiserver"))
+
+    def _start_controller_manager(self, binaries: Binaries, ca: pki.CertificateAuthority) -> None:
+        conf = self.state_dir / "controller-manager.kubeconfig"
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(binaries.kube_controller_manager),
+                f"--kubeconfig={conf}",
+                f"--authentication-kubeconfig={conf}",
+                f"--authorization-kubeconfig={conf}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                "--leader-elect=false",
+                "--cluster-name=stereo-local",
+                f"--root-ca-file={ca.cert}",
+                f"--service-account-private-key-file={self.pki_dir / 'sa.key'}",
+                # Each controller acts as its own service account with its own bootstrap role.
+                "--use-service-account-credentials=true",
+                "--controllers=*",
+                "--profiling=false",
+                "--v=1",
+            ],
+        )
+
+    def _start_scheduler(self, binaries: Binaries) -> None:
+        conf = self.state_dir / "scheduler.kubeconfig"
+        self._spawn(
+            "kube-scheduler",
+            [
+                str(binaries.kube_scheduler),
+                f"--kubeconfig={conf}",
+                f"--authentication-kubeconfig={conf}",
+                f"--authorization-kubeconfig={conf}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                "--leader-elect=false",
+                "--profiling=false",
+                "--v=1",
+            ],
+        )
+
+    def _wait_for_controllers(self, timeout: float) -> None:
+        # The service-account controller creating `default` proves the controller manager
+        # is running its loops; pods cannot be admitted before that account exists anyway.
+        wait_until(
+            lambda: self._api_ok("/api/v1/namespaces/default/serviceaccounts/default"),
+            timeout,
+            self._what("kube-controller-manager"),
+        )
+
+    def _what(self, component: str) -> str:
+        return f"{component} (log: {self.log_dir / (component + '.log')})"
+
+    # --- health ------------------------------------------------------------------------
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.pki_dir / "ca.crt"))
+        ctx.load_cert_chain(self.pki_dir / "admin.crt", self.pki_dir / "admin.key")
+        return ctx
+
+    def _api_ok(self, path: str) -> bool:
+        assert self.state is not None
+        return _http_ok(self.state.server + path, self._ssl_context())
+
+    def is_healthy(self) -> bool:
+        if self.state is None:
+            return False
+        alive = all(_pid_alive(pid) for pid in self.state.pids.values())
+        return alive and self._api_ok("/readyz")
+
+    # --- stop --------------------------------------------------------------------------
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop every process this cluster started (nodes included) and remove its state."""
+        state = self.state or ClusterState.load(self.state_dir)
+        if state is not None:
+            # Reverse start order: nodes and controllers before the API server, etcd last.
+            for pid in reversed(list(state.pids.values())):
+                _terminate(pid, grace)
+        if self.state_dir.exists():
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+        self.state = None
+
+    def add_process(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> int:
+        """Run another long-lived process (a node agent) under this cluster's lifecycle."""
+        assert self.state is not None
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=self.state_dir,
+            env={**os.environ, **(env or {})},
+        )
+        log.close()
+        self.state.pids[name] = proc.pid
+        self.state.save()
+        return proc.pid
+
+
+def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=context) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError, ssl.SSLError):
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _terminate(pid: int, grace: float) -> None:
+    """SIGTERM the process group, then SIGKILL what is left after `grace` seconds."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _pid_alive(pid):
+        _reap(pid)
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    _reap(pid)
+
+
+def _reap(pid: int) -> None:
+    # Children of this very process would otherwise linger as zombies and look alive.
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)

@@ -1,0 +1,47 @@
+"""`python -m stereo_cluster.nodeagent`: run one node of the local cluster."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from stereo_cluster.nodeagent.agent import serve
+from stereo_cluster.nodeagent.config import NodeConfig, Taint
+
+
+def parse_args(argv: list[str] | None = None) -> NodeConfig:
+    p = argparse.ArgumentParser(prog="stereo-node-agent", description=__doc__)
+    p.add_argument("--name", required=True)
+    p.add_argument("--kubeconfig", type=Path, required=True)
+    p.add_argument("--work-dir", type=Path, required=True)
+    p.add_argument("--api-server-port", type=int, required=True)
+    p.add_argument("--cpu", default="8")
+    p.add_argument("--memory", default="32Gi")
+    p.add_argument("--gpus", type=int, default=0, help="fake nvidia.com/gpu capacity")
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--taint", action="append", default=[], metavar="KEY[=VALUE]:EFFECT")
+    args = p.parse_args(argv)
+    labels = dict(item.split("=", 1) for item in args.label)
+    return NodeConfig(
+        name=args.name,
+        kubeconfig=args.kubeconfig,
+        work_dir=args.work_dir,
+        api_server_port=args.api_server_port,
+        cpu=args.cpu,
+        memory=args.memory,
+        gpus=args.gpus,
+        labels=labels,
+        taints=tuple(Taint.parse(t) for t in args.taint),
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    serve(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""What a node agent registers and where it runs its pods."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+GPU_RESOURCE = "nvidia.com/gpu"
+
+
+@dataclass(frozen=True)
+class Taint:
+    key: str
+    effect: str
+    value: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Taint:
+        """`key[=value]:Effect`, as `kubectl taint` writes it."""
+        spec, _, effect = text.rpartition(":")
+        if not spec or effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute"):
+            raise ValueError(
+                f"taint {text!r} is not key[=value]:NoSchedule|PreferNoSchedule|NoExecute"
+            )
+        key, _, value = spec.partition("=")
+        return cls(key=key, effect=effect, value=value or None)
+
+    def manifest(self) -> dict[str, str]:
+        out = {"key": self.key, "effect": self.effect}
+        if self.value is not None:
+            out["value"] = self.value
+        return out
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    name: str
+    kubeconfig: Path
+    work_dir: Path
+    api_server_port: int
+    cpu: str = "8"
+    memory: str = "32Gi"
+    pods: int = 110
+    gpus: int = 0
+    labels: dict[str, str] = field(default_factory=dict)
+    taints: tuple[Taint, ...] = ()
+    lease_seconds: int = 40
+    heartbeat_seconds: float = 10.0
+
+    def capacity(self) -> dict[str, str]:
+        cap = {
+            "cpu": self.cpu,
+            "memory": self.memory,
+            "pods": str(self.pods),
+            "ephemeral-storage": "100Gi",
+        }
+        if self.gpus:
+            cap[GPU_RESOURCE] = str(self.gpus)
+        return cap
