@@ -1,0 +1,1 @@
+"""Wire models, storage layout and CRD generation for the stereo.dev API."""
