@@ -80,15 +80,26 @@ def test_job_runs_on_node_agent_with_resolved_env(
 def test_exit_code_drives_pod_failure_policy(api: client.ApiClient, namespace: str) -> None:
     batch = client.BatchV1Api(api)
     policy = {"rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [3]}}]}
+    script = "echo probing; echo 'error: no video stream in input' >&2; exit 3"
     batch.create_namespaced_job(
         namespace,
-        _job("bad-input", ["sh", "-c", "exit 3"], backoffLimit=5, job={"podFailurePolicy": policy}),
+        _job(
+            "bad-input",
+            ["sh", "-c", script],
+            backoffLimit=5,
+            job={"podFailurePolicy": policy},
+            container={"terminationMessagePolicy": "FallbackToLogsOnError"},
+        ),
     )
     failed = eventually(
         lambda: _job_condition(batch, namespace, "bad-input", "Failed"), 60, "Job Failed"
     )
     assert failed.reason == "PodFailurePolicy"
     assert batch.read_namespaced_job("bad-input", namespace).status.failed == 1  # no retries
+    pod = client.CoreV1Api(api).list_namespaced_pod(namespace).items[0]
+    terminated = pod.status.container_statuses[0].state.terminated
+    assert (terminated.exit_code, terminated.reason) == (3, "Error")
+    assert terminated.message == "probing\nerror: no video stream in input"
 
 
 def test_gpu_limits_are_really_scheduled(api: client.ApiClient, namespace: str) -> None:

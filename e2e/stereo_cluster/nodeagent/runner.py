@@ -19,6 +19,9 @@ from stereo_cluster.nodeagent.timefmt import now_rfc3339
 log = logging.getLogger(__name__)
 _POLL = 0.2
 _MAX_BACKOFF = 30.0
+# The kubelet's limits on a termination message taken from the log.
+_MESSAGE_BYTES = 2048
+_MESSAGE_LINES = 80
 
 
 class PodApi(Protocol):
@@ -202,7 +205,19 @@ class PodRunner(threading.Thread):
     def _collect(self, record: ContainerRecord) -> None:
         proc = self._procs.pop(record.name, None)
         if proc is not None and proc.returncode is not None:
-            record.terminate(_exit_code(proc.returncode))
+            code = _exit_code(proc.returncode)
+            record.terminate(code, message=self._termination_message(record.name, code))
+
+    def _termination_message(self, container: str, exit_code: int) -> str | None:
+        """The kubelet's FallbackToLogsOnError: a failed container's log tail as its message."""
+        policy = self._specs[container].get("terminationMessagePolicy", "File")
+        if exit_code == 0 or policy != "FallbackToLogsOnError":
+            return None
+        with open(self.dir / f"{container}.log", "rb") as log_file:
+            log_file.seek(0, os.SEEK_END)
+            log_file.seek(max(0, log_file.tell() - _MESSAGE_BYTES))
+            lines = log_file.read().decode(errors="replace").splitlines()[-_MESSAGE_LINES:]
+        return "\n".join(lines) or None
 
     def _prepare_restart(self, record: ContainerRecord) -> None:
         record.last_exit = record.state().get("terminated")
