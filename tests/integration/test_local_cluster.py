@@ -219,3 +219,61 @@ def test_node_keeps_its_lease_fresh(api: client.ApiClient) -> None:
         30,
         "the node lease to be renewed",
     )
+
+
+def test_volumes_and_in_cluster_identity(
+    api: client.ApiClient, namespace: str, tmp_path: Path
+) -> None:
+    """ConfigMap and Secret volumes at their mountPaths, and the automounted service-account
+    token: a pod reads the API with its own identity, as in-cluster clients do."""
+    core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+    core.create_namespaced_config_map(
+        namespace, {"metadata": {"name": "app"}, "data": {"app.yaml": "colour: teal\n"}}
+    )
+    core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "creds"}, "stringData": {"token": "s3cr3t"}}
+    )
+    rule = {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}
+    rbac.create_namespaced_role(namespace, {"metadata": {"name": "read"}, "rules": [rule]})
+    subject = {"kind": "ServiceAccount", "name": "default", "namespace": namespace}
+    role_ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "read"}
+    rbac.create_namespaced_role_binding(
+        namespace, {"metadata": {"name": "read"}, "subjects": [subject], "roleRef": role_ref}
+    )
+    out = tmp_path / "seen.txt"
+    script = (
+        "from kubernetes import client, config; config.load_incluster_config();"
+        f"cm = client.CoreV1Api().read_namespaced_config_map('app', '{namespace}');"
+        f"print(open('/etc/app/app.yaml').read().strip(), open('/etc/creds/token').read(),"
+        f" cm.data['app.yaml'].strip(), file=open('{out}', 'w'))"
+    )
+    container = {
+        "name": "main",
+        "image": "local",
+        "command": ["python", "-c", script],
+        "volumeMounts": [
+            {"name": "app", "mountPath": "/etc/app", "readOnly": True},
+            {"name": "creds", "mountPath": "/etc/creds"},
+        ],
+    }
+    volumes = [
+        {"name": "app", "configMap": {"name": "app"}},
+        {"name": "creds", "secret": {"secretName": "creds"}},
+    ]
+    pod = {
+        "metadata": {"name": "reader"},
+        "spec": {"restartPolicy": "Never", "containers": [container], "volumes": volumes},
+    }
+    eventually(lambda: core.list_namespaced_service_account(namespace).items, 30, "default account")
+    core.create_namespaced_pod(namespace, pod)
+    phase = eventually(
+        lambda: (
+            core.read_namespaced_pod("reader", namespace).status.phase in ("Succeeded", "Failed")
+            and core.read_namespaced_pod("reader", namespace).status.phase
+        ),
+        60,
+        "the pod to finish",
+    )
+    assert phase == "Succeeded"
+    assert out.read_text().split() == ["colour:", "teal", "s3cr3t", "colour:", "teal"]
+    assert not Path("/etc/app/app.yaml").exists(), "the mount leaked into the host namespace"

@@ -18,6 +18,7 @@ from stereo_cluster.nodeagent.config import NodeConfig
 from stereo_cluster.nodeagent.node import NodeRegistration
 from stereo_cluster.nodeagent.podenv import DataReader, decode_secret
 from stereo_cluster.nodeagent.runner import PodRunner
+from stereo_cluster.nodeagent.volumes import VolumeError
 
 log = logging.getLogger(__name__)
 _TERMINAL = ("Succeeded", "Failed")
@@ -53,6 +54,24 @@ class ClusterPodApi:
         except ApiException as exc:
             if exc.status not in (404, 409):
                 raise
+
+    def request_token(
+        self, namespace: str, account: str, audiences: list[str], seconds: int, pod: str, uid: str
+    ) -> str:
+        """A token bound to the pod, as the kubelet requests for projected volumes."""
+        body = {
+            "spec": {
+                "audiences": audiences or None,
+                "expirationSeconds": seconds,
+                "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": pod, "uid": uid},
+            }
+        }
+        try:
+            result = self.core.create_namespaced_service_account_token(account, namespace, body)
+        except ApiException as exc:
+            who = f"{namespace}/{account}"
+            raise VolumeError(f"token for service account {who}: {exc.reason}") from None
+        return str(result.status.token)
 
     def read_data(self) -> DataReader:
         def read(kind: str, namespace: str, name: str) -> dict[str, str] | None:

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from stereo_cluster.nodeagent.podenv import DataReader, EnvError, container_env, expand
 from stereo_cluster.nodeagent.podstatus import ContainerRecord, pod_status
 from stereo_cluster.nodeagent.timefmt import now_rfc3339
+from stereo_cluster.nodeagent.volumes import Mount, VolumeBuilder, VolumeError, container_mounts
 
 log = logging.getLogger(__name__)
 _POLL = 0.2
@@ -30,6 +34,17 @@ class PodApi(Protocol):
     def patch_status(self, pod: dict[str, Any], status: dict[str, Any]) -> bool: ...
     def delete_now(self, pod: dict[str, Any]) -> None: ...
     def read_data(self) -> DataReader: ...
+    def request_token(
+        self, namespace: str, account: str, audiences: list[str], seconds: int, pod: str, uid: str
+    ) -> str: ...
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How one container starts: its resolved environment and its volume mounts."""
+
+    env: dict[str, str]
+    mounts: list[Mount]
 
 
 def _exit_code(returncode: int) -> int:
@@ -88,35 +103,42 @@ class PodRunner(threading.Thread):
     def _run(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._report("Pending")
-        envs = self._resolve_envs()
-        if envs is None:
+        launches = self._prepare()
+        if launches is None:
             return self._finish_stopped()
         for record in self.init:
-            if not self._run_to_completion(record, envs[record.name]):
+            if not self._run_to_completion(record, launches[record.name]):
                 return self._finish_stopped() if self._stop.is_set() else self._report("Failed")
         for record in self.main:
-            self._start(record, envs[record.name])
+            self._start(record, launches[record.name])
         self._report("Running")
-        self._supervise(envs)
+        self._supervise(launches)
 
-    def _resolve_envs(self) -> dict[str, dict[str, str]] | None:
-        """Resolve every container's env, waiting (as the kubelet does) while a ref is missing."""
+    def _prepare(self) -> dict[str, Launch] | None:
+        """Volumes and every container's env, waiting (as the kubelet does) while a
+        referenced ConfigMap, Secret or token is not there yet."""
         while True:
             try:
+                read = self.api.read_data()
+                builder = VolumeBuilder(self.pod, self.dir, read, self.api.request_token)
+                volumes = builder.materialize()
                 return {
-                    name: container_env(self.pod, spec, self.api.read_data(), self.base_env)
+                    name: Launch(
+                        env=container_env(self.pod, spec, read, self.base_env),
+                        mounts=container_mounts(spec, volumes),
+                    )
                     for name, spec in self._specs.items()
                 }
-            except EnvError as exc:
+            except (EnvError, VolumeError) as exc:
                 for record in self.init + self.main:
                     record.waiting_reason, record.message = "CreateContainerConfigError", str(exc)
                 self._report("Pending")
                 if self._stop.wait(2.0):
                     return None
 
-    def _run_to_completion(self, record: ContainerRecord, env: dict[str, str]) -> bool:
+    def _run_to_completion(self, record: ContainerRecord, launch: Launch) -> bool:
         while not self._stop.is_set():
-            self._start(record, env)
+            self._start(record, launch)
             proc = self._procs.get(record.name)
             while proc is not None and proc.poll() is None and not self._stop.wait(_POLL):
                 pass
@@ -131,7 +153,7 @@ class PodRunner(threading.Thread):
             self._prepare_restart(record)
         return False
 
-    def _supervise(self, envs: dict[str, dict[str, str]]) -> None:
+    def _supervise(self, launches: dict[str, Launch]) -> None:
         while not self._stop.wait(_POLL):
             if self.deadline is not None and time.monotonic() > self.deadline:
                 self._kill_all(0)
@@ -140,7 +162,7 @@ class PodRunner(threading.Thread):
                 )
             changed = False
             for record in self.main:
-                changed |= self._step(record, envs[record.name])
+                changed |= self._step(record, launches[record.name])
             if all(r.exit_code is not None for r in self.main) and not self._restart_at:
                 ok = all(r.exit_code == 0 for r in self.main)
                 return self._report("Succeeded" if ok else "Failed")
@@ -148,14 +170,14 @@ class PodRunner(threading.Thread):
                 self._report("Running")
         self._finish_stopped()
 
-    def _step(self, record: ContainerRecord, env: dict[str, str]) -> bool:
+    def _step(self, record: ContainerRecord, launch: Launch) -> bool:
         """Advance one container: collect an exit, schedule or perform a restart."""
         if record.name in self._restart_at:
             if time.monotonic() < self._restart_at[record.name]:
                 return False
             del self._restart_at[record.name]
             self._prepare_restart(record)
-            self._start(record, env)
+            self._start(record, launch)
             return True
         proc = self._procs.get(record.name)
         if proc is None or proc.poll() is None:
@@ -170,8 +192,9 @@ class PodRunner(threading.Thread):
 
     # --- processes ---------------------------------------------------------------------------
 
-    def _start(self, record: ContainerRecord, env: dict[str, str]) -> None:
+    def _start(self, record: ContainerRecord, launch: Launch) -> None:
         spec = self._specs[record.name]
+        env = launch.env
         argv = [expand(a, env) for a in spec.get("command", []) + spec.get("args", [])]
         if not spec.get("command"):
             # Images are not pulled here, so an image's own entrypoint is unknown.
@@ -180,6 +203,8 @@ class PodRunner(threading.Thread):
             )
             return
         cwd = Path(spec.get("workingDir") or self.dir)
+        if launch.mounts:
+            argv, cwd = self._in_mount_namespace(record.name, argv, launch.mounts, cwd), self.dir
         logfile = self.dir / f"{record.name}.log"
         try:
             with open(logfile, "ab") as out:
@@ -201,6 +226,15 @@ class PodRunner(threading.Thread):
         record.pid, record.started_at = proc.pid, now_rfc3339()
         record.exit_code = record.finished_at = record.reason = record.message = None
         log.info("started %s/%s pid %d: %s", self.name, record.name, proc.pid, argv)
+
+    def _in_mount_namespace(
+        self, container: str, argv: list[str], mounts: list[Mount], cwd: Path
+    ) -> list[str]:
+        """Wrap argv so it starts in a private mount namespace with the volumes bound."""
+        spec_file = self.dir / f"{container}.mounts.json"
+        spec_file.write_text(json.dumps({"cwd": str(cwd), "mounts": [m.as_dict() for m in mounts]}))
+        helper = [sys.executable, "-m", "stereo_cluster.nodeagent.mountns", str(spec_file), "--"]
+        return ["unshare", "--mount", "--propagation", "private", "--", *helper, *argv]
 
     def _collect(self, record: ContainerRecord) -> None:
         proc = self._procs.pop(record.name, None)
