@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client, config
+
 from stereo_cluster.cluster import LocalCluster
 
 

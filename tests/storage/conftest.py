@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from stereo_storage import ObjectStore, StorageConfig, open_store
 
+from stereo_storage import ObjectStore, StorageConfig, open_store
 from tests.servers import (
     FakeGcsServer,
     ManagedServer,

@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+
 from stereo_storage import ObjectNotFound, StorageError
 
 from .conftest import Backend, MiB, file_uri

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+
 from stereo_storage import (
     AccessDenied,
     StorageConfig,
@@ -13,7 +14,6 @@ from stereo_storage import (
     StorageUnavailable,
     open_store,
 )
-
 from tests.servers import MotoServer, SeaweedFS, free_port
 
 from .conftest import BUCKET, file_uri, s3_config

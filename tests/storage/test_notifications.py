@@ -10,8 +10,8 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 import pytest
-from stereo_storage import StorageConfig, open_store
 
+from stereo_storage import StorageConfig, open_store
 from tests.servers import FakeGcsServer, MotoServer, ReceivedPost, SeaweedFS, WebhookReceiver
 
 from .conftest import BUCKET, s3_config

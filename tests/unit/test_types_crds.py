@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from pydantic import BaseModel, Field, ValidationError
+
 from stereo_types.backend import BackendSpec, BackendType, Engine
 from stereo_types.crdgen import (
     RESOURCES,

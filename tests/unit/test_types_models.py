@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+
 from stereo_types.backend import (
     HTTP_ONLY_FOR_HTTP,
     HTTP_REQUIRED,
