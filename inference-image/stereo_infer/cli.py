@@ -1,0 +1,330 @@
+"""``stereo-infer``: the command the operator's Jobs run.
+
+    stereo-infer probe    --input PATH_OR_URI
+    stereo-infer split    --input PATH_OR_URI --segment-seconds N [--pre-roll K]
+                          (--workspace ROOT_URI --namespace NS --videojob NAME --uid UID
+                           | --output-dir DIR_OR_PREFIX [--plan-out FILE_OR_URI])
+                          [--crf N] [--preset P]
+    stereo-infer convert  --input URI --output URI --format F [--engine copy|builtin|iw3]
+                          [--divergence D] [--convergence C] [--depth-model M]
+                          [--pre-roll K] [--codec h264|hevc] [--crf N] [--preset P]
+    stereo-infer assemble --plan PLAN_URI --output FINAL_URI [--container mp4|mkv]
+
+``split`` writes every segment input, the source's audio and, last, the plan (JSON,
+``stereo_types.plan.SplitPlan``), which names each segment's input and output URI.
+With ``--workspace`` all names follow ``stereo_types.layout``; with ``--output-dir``
+segment i is ``DIR/<i:05d>/input.mp4`` and the plan ``DIR/plan.json`` unless
+``--plan-out`` says otherwise. ``assemble`` joins the outputs the plan names.
+
+Paths may be local paths or file://, s3:// and gs:// URIs. Exit codes are in
+``stereo_infer.exitcodes``.
+"""
+
+import argparse
+import math
+import signal
+import sys
+import tempfile
+import threading
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn
+
+from pydantic import ValidationError
+
+from stereo_infer import exitcodes
+from stereo_infer.assemble import Container, assemble, check_plan, container_for
+from stereo_infer.encoding import ENCODERS, PRESETS, VideoEncoding
+from stereo_infer.engines import ENGINE_NAMES, EngineJob, get_engine
+from stereo_infer.engines.formats import StereoFormat, parse_format
+from stereo_infer.errors import BadInputError, MediaError, StereoInferError, TransientError
+from stereo_infer.io import fetch_input, is_local, local_path, publish_output
+from stereo_infer.probe import count_frames, probe
+from stereo_infer.progress import ProgressReporter
+from stereo_infer.split import read_plan, split_video
+from stereo_infer.targets import LayoutTargets, LocalTargets, SplitTargets
+from stereo_types.formats import StereoSettings
+from stereo_types.layout import StorageRoot, VideoJobRef
+
+
+class UsageError(BadInputError):
+    """Bad command-line arguments: as permanent as bad media."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="stereo-infer", description="Convert 2D video to stereo 3D.")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="do not print progress lines on stderr"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("probe", help="describe a video as JSON")
+    p.add_argument("--input", required=True)
+    p.set_defaults(handler=cmd_probe)
+
+    p = commands.add_parser("split", help="split a video into frame-exact segments")
+    p.add_argument("--input", required=True)
+    p.add_argument("--segment-seconds", required=True, type=float, metavar="N")
+    p.add_argument(
+        "--pre-roll", type=int, default=0, metavar="K", help="warm-up frames before each segment"
+    )
+    layout = p.add_argument_group("storage layout (what the operator passes)")
+    layout.add_argument(
+        "--workspace", metavar="ROOT_URI", help="workspace root URI: s3://, gs:// or file:///"
+    )
+    layout.add_argument("--namespace", metavar="NS", help="the VideoJob's namespace")
+    layout.add_argument("--videojob", metavar="NAME", help="the VideoJob's name")
+    layout.add_argument("--uid", metavar="UID", help="the VideoJob's UID")
+    local = p.add_argument_group("one folder (instead of the layout)")
+    local.add_argument(
+        "--output-dir", metavar="DIR", help="folder or URI prefix for segments, audio and plan"
+    )
+    local.add_argument("--plan-out", metavar="FILE", help="default DIR/plan.json")
+    _add_encoding_args(p, codec=False)
+    p.set_defaults(handler=cmd_split)
+
+    p = commands.add_parser("convert", help="convert one segment (or a whole video) to stereo")
+    p.add_argument("--input", required=True)
+    p.add_argument("--output", required=True)
+    # Validated by us, not by argparse choices, to name the known values.
+    p.add_argument("--format", required=True, help="|".join(f.value for f in StereoFormat))
+    p.add_argument("--engine", default="copy", help="|".join(ENGINE_NAMES))
+    p.add_argument("--divergence", type=float, default=2.0)
+    p.add_argument("--convergence", type=float, default=0.5)
+    p.add_argument("--depth-model", help="depth-estimation model; default: the engine's")
+    p.add_argument(
+        "--pre-roll", type=int, default=0, metavar="K", help="leading frames to drop on output"
+    )
+    _add_encoding_args(p, codec=True)
+    p.set_defaults(handler=cmd_convert)
+
+    p = commands.add_parser("assemble", help="join the converted segments a plan names")
+    p.add_argument("--plan", required=True, metavar="PLAN_URI", help="the plan split wrote")
+    p.add_argument("--output", required=True, metavar="FINAL_URI")
+    p.add_argument(
+        "--container",
+        choices=[c.value for c in Container],
+        help="default: from the --output extension",
+    )
+    p.set_defaults(handler=cmd_assemble)
+    return parser
+
+
+def _add_encoding_args(p: argparse.ArgumentParser, *, codec: bool) -> None:
+    if codec:
+        p.add_argument("--codec", default="h264", help="|".join(ENCODERS))
+    p.add_argument("--crf", type=int, default=None, help="0..51; default lossless")
+    p.add_argument("--preset", default="veryfast", help="|".join(PRESETS))
+
+
+def _encoding(args: argparse.Namespace) -> VideoEncoding:
+    try:
+        return VideoEncoding(codec=getattr(args, "codec", "h264"), crf=args.crf, preset=args.preset)
+    except BadInputError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    with _sigterm_as_tempfail():
+        return _run(argv)
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        code: int = args.handler(args)
+        return code
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else exitcodes.OK
+    except StereoInferError as exc:
+        print(f"stereo-infer: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:
+        # Disk full, I/O errors, permission flaps on volumes: worth a retry.
+        print(f"stereo-infer: error: {exc}", file=sys.stderr)
+        return exitcodes.TEMPFAIL
+    except Exception:
+        traceback.print_exc()
+        return exitcodes.SOFTWARE
+
+
+@contextmanager
+def _sigterm_as_tempfail() -> Iterator[None]:
+    """Turn SIGTERM (eviction, node drain) into a TransientError.
+
+    The exception unwinds through the ffmpeg runner, which kills its child,
+    and through the temp directories, which clean up; the pod then exits
+    TEMPFAIL instead of dying mid-write.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminated(signum: int, _frame: FrameType | None) -> None:
+        raise TransientError(f"terminated by signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="stereo-probe-") as tmp:
+        info = probe(fetch_input(args.input, Path(tmp)))
+        print(info.model_dump_json(indent=2))
+    return exitcodes.OK
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    # Cheap checks first: a bad request fails before any download.
+    if args.pre_roll < 0:
+        raise UsageError(f"--pre-roll must be >= 0: {args.pre_roll}")
+    targets = _split_targets(args)
+    encoding = _encoding(args)
+    with tempfile.TemporaryDirectory(prefix="stereo-split-") as tmp:
+        work = Path(tmp)
+        source = fetch_input(args.input, work / "input")
+        plan = split_video(
+            source,
+            targets,
+            args.segment_seconds,
+            source_uri=args.input,
+            pre_roll=args.pre_roll,
+            encoding=encoding,
+            work_dir=work / "segments",
+            show_progress=not args.no_progress,
+        )
+    print(
+        f"split {plan.frame_count} frames into {len(plan.segments)} segments"
+        f" of {plan.segment_frames} frames at {plan.fps_num}/{plan.fps_den} fps;"
+        f" plan: {targets.plan}",
+        file=sys.stderr,
+    )
+    return exitcodes.OK
+
+
+_LAYOUT_OPTIONS = ("workspace", "namespace", "videojob", "uid")
+
+
+def _split_targets(args: argparse.Namespace) -> SplitTargets:
+    """The layout's names (--workspace ...) or one folder's (--output-dir), never both."""
+    given = [f"--{name}" for name in _LAYOUT_OPTIONS if getattr(args, name) is not None]
+    if args.output_dir is not None:
+        if given:
+            raise UsageError(f"--output-dir cannot be combined with {', '.join(given)}")
+        return LocalTargets.under(args.output_dir, args.plan_out)
+    if not given:
+        raise UsageError(
+            "split needs --workspace, --namespace, --videojob and --uid, or --output-dir"
+        )
+    missing = [f"--{name}" for name in _LAYOUT_OPTIONS if getattr(args, name) is None]
+    if missing:
+        raise UsageError(f"split with {', '.join(given)} also needs {', '.join(missing)}")
+    if args.plan_out is not None:
+        raise UsageError("--plan-out goes with --output-dir; the layout names the plan")
+    try:
+        root = StorageRoot.parse(args.workspace)
+        ref = VideoJobRef(args.namespace, args.videojob, args.uid)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return LayoutTargets(root, ref)
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    # Cheap checks first: a bad request fails before any download.
+    stereo_format = parse_format(args.format)
+    engine = get_engine(args.engine)
+    if not math.isfinite(args.divergence) or args.divergence < 0:
+        raise UsageError(f"--divergence must be >= 0: {args.divergence}")
+    if not 0.0 <= args.convergence <= 1.0:
+        raise UsageError(f"--convergence must be within 0..1: {args.convergence}")
+    if args.pre_roll < 0:
+        raise UsageError(f"--pre-roll must be >= 0: {args.pre_roll}")
+    if args.depth_model is not None:
+        _check_depth_model(args.depth_model)
+    encoding = _encoding(args)
+    with tempfile.TemporaryDirectory(prefix="stereo-convert-") as tmp:
+        work = Path(tmp)
+        source = fetch_input(args.input, work / "input")
+        info = probe(source)
+        if args.pre_roll >= info.video.frame_count:
+            raise BadInputError(
+                f"--pre-roll {args.pre_roll} leaves no frames of {info.video.frame_count}"
+            )
+        suffix = Path(args.output.rsplit("/", 1)[-1]).suffix or ".mp4"
+        out = work / f"output{suffix}"
+        job = EngineJob(
+            input_path=source,
+            output_path=out,
+            source=info,
+            stereo_format=stereo_format,
+            divergence=args.divergence,
+            convergence=args.convergence,
+            pre_roll_frames=args.pre_roll,
+            encoding=encoding,
+            depth_model=args.depth_model,
+        )
+        expected = info.video.frame_count - args.pre_roll
+        progress = None if args.no_progress else ProgressReporter(engine.name, expected)
+        engine.convert(job, progress)
+        produced = count_frames(out)
+        if progress is not None:
+            progress.finish(produced)
+        if produced != expected:
+            raise MediaError(f"engine {engine.name} wrote {produced} frames, expected {expected}")
+        publish_output(out, args.output)
+    return exitcodes.OK
+
+
+def _check_depth_model(name: str) -> None:
+    # The VideoJob's own rule, so that whatever the operator passes is accepted.
+    try:
+        StereoSettings(depth_model=name)
+    except ValidationError:
+        raise UsageError(f"--depth-model must be 1-64 letters, digits and '_': {name!r}") from None
+
+
+def cmd_assemble(args: argparse.Namespace) -> int:
+    name = args.output.rstrip("/").rsplit("/", 1)[-1]
+    kind = container_for(Path(name), args.container)
+    with tempfile.TemporaryDirectory(prefix="stereo-assemble-") as tmp:
+        work = Path(tmp)
+        plan = read_plan(fetch_input(args.plan, work / "plan"))
+        check_plan(plan)
+        # One folder each: every output has the same file name in the layout.
+        segment_files = [
+            fetch_input(seg.output_uri, work / "segments" / f"{seg.index:05d}")
+            for seg in plan.segments
+        ]
+        audio = fetch_input(plan.audio.uri, work / "audio") if plan.audio else None
+        # A local output is renamed into place by assemble itself.
+        target = local_path(args.output) if is_local(args.output) else work / f"output.{kind}"
+        result = assemble(
+            plan,
+            segment_files,
+            target,
+            audio=audio,
+            container=kind,
+            show_progress=not args.no_progress,
+        )
+        if not is_local(args.output):
+            publish_output(result.output, args.output)
+    print(
+        f"assembled {result.frame_count} frames from {result.segments} segments into {args.output}",
+        file=sys.stderr,
+    )
+    return exitcodes.OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

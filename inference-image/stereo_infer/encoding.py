@@ -1,0 +1,68 @@
+"""Video encoder settings shared by the splitter and the engines."""
+
+from dataclasses import dataclass
+
+from stereo_infer.errors import BadInputError
+from stereo_infer.framerate import FrameRate
+from stereo_infer.probe import VideoInfo
+from stereo_types.formats import EncoderPreset, VideoCodec
+
+# Codec names as the VideoJob spells them (and ffprobe reports them) -> ffmpeg encoder.
+ENCODERS = {VideoCodec.H264.value: "libx264", VideoCodec.HEVC.value: "libx265"}
+PRESETS = tuple(preset.value for preset in EncoderPreset)
+MAX_CRF = 51
+
+
+@dataclass(frozen=True)
+class VideoEncoding:
+    codec: str = "h264"
+    # None means lossless: the segments are an intermediate, so the engine's
+    # output should be the only lossy generation.
+    crf: int | None = None
+    preset: str = "veryfast"
+
+    def __post_init__(self) -> None:
+        if self.codec not in ENCODERS:
+            raise BadInputError(f"unknown codec {self.codec!r}; use {' or '.join(ENCODERS)}")
+        if self.crf is not None and not 0 <= self.crf <= MAX_CRF:
+            raise BadInputError(f"crf must be within 0..{MAX_CRF}: {self.crf}")
+        if self.preset not in PRESETS:
+            raise BadInputError(f"unknown preset {self.preset!r}; use one of {', '.join(PRESETS)}")
+
+    @property
+    def encoder(self) -> str:
+        return ENCODERS[self.codec]
+
+    def args(self, rate: FrameRate, color_of: VideoInfo | None = None) -> list[str]:
+        """Output options for one video stream at a constant ``rate``.
+
+        B-frames are off so that pts == dts and every segment starts at 0 with no
+        edit list; with B-frames the concat demuxer shifted timestamps.
+        ``passthrough`` stops ffmpeg from dropping or duplicating frames: the
+        filter graph has already put them on an exact grid.
+        """
+        args = ["-c:v", self.encoder, "-bf", "0", "-r", str(rate), "-fps_mode", "passthrough"]
+        args += ["-preset", self.preset]
+        # Parameter sets in-band at every keyframe: segments encoded by separate
+        # encoder instances still decode after a stream-copy join.
+        if self.codec == "h264":
+            args += ["-qp", "0"] if self.crf is None else ["-crf", str(self.crf)]
+            args += ["-x264-params", "repeat-headers=1"]
+        else:
+            lossless = ":lossless=1" if self.crf is None else ""
+            args += [] if self.crf is None else ["-crf", str(self.crf)]
+            args += ["-x265-params", f"repeat-headers=1:log-level=error{lossless}"]
+        if color_of is not None:
+            args += color_args(color_of)
+        return args
+
+
+def color_args(video: VideoInfo) -> list[str]:
+    """Carry the source's colour description (HDR signalling above all) to the output."""
+    pairs = (
+        ("-color_primaries", video.color_primaries),
+        ("-color_trc", video.color_transfer),
+        ("-colorspace", video.color_space),
+        ("-color_range", video.color_range),
+    )
+    return [arg for flag, value in pairs if value and value != "unknown" for arg in (flag, value)]

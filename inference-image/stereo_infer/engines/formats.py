@@ -1,0 +1,73 @@
+"""Stereo output formats and the output frame size each one gives (pure functions)."""
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import NamedTuple
+
+from stereo_infer.errors import UnknownFormatError
+
+
+class StereoFormat(StrEnum):
+    FULL_SBS = "full-sbs"
+    HALF_SBS = "half-sbs"
+    FULL_TB = "full-tb"
+    HALF_TB = "half-tb"
+    ANAGLYPH = "anaglyph"
+    CROSS_EYED = "cross-eyed"
+    VR180 = "vr180"
+
+
+class Layout(StrEnum):
+    SIDE_BY_SIDE = "side-by-side"
+    TOP_BOTTOM = "top-bottom"
+    ANAGLYPH = "anaglyph"
+
+
+class FrameSize(NamedTuple):
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class FormatGeometry:
+    layout: Layout
+    # Each view squeezed to half the packing axis, so the frame keeps its size.
+    half: bool = False
+    # Right view first (cross-eyed viewing).
+    swap_views: bool = False
+
+
+GEOMETRY: dict[StereoFormat, FormatGeometry] = {
+    StereoFormat.FULL_SBS: FormatGeometry(Layout.SIDE_BY_SIDE),
+    StereoFormat.HALF_SBS: FormatGeometry(Layout.SIDE_BY_SIDE, half=True),
+    StereoFormat.FULL_TB: FormatGeometry(Layout.TOP_BOTTOM),
+    StereoFormat.HALF_TB: FormatGeometry(Layout.TOP_BOTTOM, half=True),
+    StereoFormat.ANAGLYPH: FormatGeometry(Layout.ANAGLYPH),
+    StereoFormat.CROSS_EYED: FormatGeometry(Layout.SIDE_BY_SIDE, swap_views=True),
+    # Side by side per eye; the projection metadata is the engine's business.
+    StereoFormat.VR180: FormatGeometry(Layout.SIDE_BY_SIDE),
+}
+
+
+def parse_format(name: str) -> StereoFormat:
+    try:
+        return StereoFormat(name)
+    except ValueError:
+        known = ", ".join(f.value for f in StereoFormat)
+        raise UnknownFormatError(
+            f"unknown output format {name!r}; choose one of: {known}"
+        ) from None
+
+
+def geometry(fmt: StereoFormat) -> FormatGeometry:
+    return GEOMETRY[fmt]
+
+
+def output_size(fmt: StereoFormat, width: int, height: int) -> FrameSize:
+    """Frame size of the stereo output for an input of ``width`` x ``height``."""
+    geo = GEOMETRY[fmt]
+    if geo.half or geo.layout is Layout.ANAGLYPH:
+        return FrameSize(width, height)
+    if geo.layout is Layout.SIDE_BY_SIDE:
+        return FrameSize(2 * width, height)
+    return FrameSize(width, 2 * height)

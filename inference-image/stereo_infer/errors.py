@@ -1,0 +1,55 @@
+"""Exception types; each carries the exit code the CLI turns it into."""
+
+from typing import ClassVar
+
+from stereo_infer import exitcodes
+
+
+class StereoInferError(Exception):
+    """Base class; an error of this exact type is an internal failure."""
+
+    exit_code: ClassVar[int] = exitcodes.SOFTWARE
+
+
+class BadInputError(StereoInferError):
+    """The input or the request is wrong; retrying cannot help."""
+
+    exit_code: ClassVar[int] = exitcodes.BAD_INPUT
+
+
+class TransientError(StereoInferError):
+    """Something outside our control failed (storage, disk, a killed tool); retry."""
+
+    exit_code: ClassVar[int] = exitcodes.TEMPFAIL
+
+
+class ProbeError(BadInputError):
+    """The source cannot be probed: missing file, no video stream, unreadable data."""
+
+
+class InputNotFoundError(BadInputError):
+    """An input file or object does not exist."""
+
+
+class UnsupportedUriError(BadInputError):
+    """A URI scheme this image cannot read or write."""
+
+
+class UnknownFormatError(BadInputError):
+    """An output stereo format that does not exist."""
+
+
+class UnknownEngineError(BadInputError):
+    """An engine name that is unknown or not available in this image."""
+
+
+class AssembleInputError(BadInputError):
+    """Segment outputs that cannot be joined: missing, or differing codec or size."""
+
+
+class MediaError(StereoInferError):
+    """ffmpeg or ffprobe failed in a way we cannot attribute to input or environment."""
+
+
+class ToolMissingError(StereoInferError):
+    """ffmpeg or ffprobe is not installed: the image is broken."""

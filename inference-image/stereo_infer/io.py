@@ -1,0 +1,117 @@
+"""Getting inputs onto local disk and publishing finished outputs.
+
+Local paths and ``file://`` URIs are handled here. ``s3://`` and ``gs://`` go
+to ``stereo_storage`` (``open_store(uri)`` with ``download_file`` / ``upload_file``).
+
+Publishing is atomic: a storage event or a directory listing never shows a
+half-written object, so "the object exists" means "the step is done".
+"""
+
+import os
+import shutil
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from stereo_infer.errors import (
+    BadInputError,
+    InputNotFoundError,
+    StereoInferError,
+    TransientError,
+    UnsupportedUriError,
+)
+from stereo_storage import ObjectNotFound, ObjectStore, open_store
+
+REMOTE_SCHEMES = frozenset({"s3", "gs"})
+
+
+def scheme_of(uri: str) -> str:
+    """URI scheme, or "" for a plain path (a Windows-style drive letter is not a scheme)."""
+    scheme = urlsplit(uri).scheme
+    return scheme.lower() if len(scheme) > 1 else ""
+
+
+def is_local(uri: str) -> bool:
+    return scheme_of(uri) in ("", "file")
+
+
+def local_path(uri: str) -> Path:
+    """The filesystem path of a plain path or ``file://`` URI."""
+    scheme = scheme_of(uri)
+    if scheme == "":
+        return Path(uri)
+    if scheme == "file":
+        parts = urlsplit(uri)
+        if parts.netloc not in ("", "localhost"):
+            raise UnsupportedUriError(f"file URI with a remote host is not supported: {uri}")
+        return Path(unquote(parts.path))
+    raise UnsupportedUriError(f"not a local path: {uri}")
+
+
+def fetch_input(uri: str, dest_dir: Path) -> Path:
+    """A local path holding ``uri``'s content: the file itself if local, else a download."""
+    if is_local(uri):
+        path = local_path(uri)
+        if not path.is_file():
+            raise InputNotFoundError(f"input not found: {uri}")
+        return path
+    store = _store_for(uri)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    target = dest_dir / (uri.rstrip("/").rsplit("/", 1)[-1] or "input")
+    try:
+        store.download_file(uri, target)
+    except Exception as exc:
+        raise storage_error(exc, f"cannot download {uri}") from exc
+    return target
+
+
+def publish_output(local: Path, uri: str) -> None:
+    """Make ``local``'s content appear at ``uri`` in one step, complete or not at all."""
+    if is_local(uri):
+        _publish_local(local, local_path(uri))
+        return
+    store = _store_for(uri)
+    try:
+        # An object store PUT is atomic: the object appears whole.
+        store.upload_file(local, uri)
+    except Exception as exc:
+        raise storage_error(exc, f"cannot upload to {uri}") from exc
+
+
+def storage_error(exc: Exception, context: str) -> StereoInferError:
+    """Classify a stereo_storage failure: missing object, permanent, or retryable."""
+    message = f"{context}: {exc}"
+    if isinstance(exc, FileNotFoundError | ObjectNotFound):
+        return InputNotFoundError(message)
+    # stereo_storage marks what is worth retrying; anything unclassified
+    # (a network library's own error) is treated as transient too.
+    if getattr(exc, "retryable", True):
+        return TransientError(message)
+    return BadInputError(message)
+
+
+def _publish_local(local: Path, dest: Path) -> None:
+    if local.resolve() == dest.resolve():
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # Same directory as the destination, so the final rename stays on one
+    # filesystem and is atomic; the dot hides it from watchers of *.mp4.
+    partial = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
+    try:
+        shutil.copyfile(local, partial)
+        with partial.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(partial, dest)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _store_for(uri: str) -> ObjectStore:
+    scheme = scheme_of(uri)
+    if scheme not in REMOTE_SCHEMES:
+        raise UnsupportedUriError(
+            f"unsupported URI scheme {scheme!r} in {uri}; use a local path, file://, s3:// or gs://"
+        )
+    try:
+        return open_store(uri)
+    except Exception as exc:
+        raise storage_error(exc, f"cannot open storage for {uri}") from exc

@@ -1,0 +1,297 @@
+"""Probing a source video with ffprobe into a typed description."""
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from stereo_infer.errors import ProbeError, StereoInferError, TransientError
+from stereo_infer.ffmpeg import run_ffprobe_json
+from stereo_infer.framerate import FrameRate
+
+HDR_TRANSFERS = frozenset({"smpte2084", "arib-std-b67"})  # PQ and HLG
+
+
+class StreamSummary(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    type: str
+    codec: str | None
+
+
+class VideoInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    codec: str
+    width: int
+    height: int
+    pix_fmt: str | None
+    avg_frame_rate: FrameRate | None
+    r_frame_rate: FrameRate | None
+    # The constant rate the pipeline works at (the probed rate; for a variable
+    # rate source, its average rate snapped to a standard one).
+    frame_rate: FrameRate
+    variable_frame_rate: bool
+    frame_count: int
+    frame_count_method: Literal["container", "packets"]
+    duration_seconds: float
+    start_time: float
+    # Clockwise degrees a player turns the coded picture (display matrix).
+    rotation: int
+    color_transfer: str | None
+    color_primaries: str | None
+    color_space: str | None
+    color_range: str | None
+    hdr: bool
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        if self.rotation in (90, 270):
+            return self.height, self.width
+        return self.width, self.height
+
+
+class AudioInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    codec: str | None
+    channels: int | None
+    sample_rate: int | None
+    duration_seconds: float | None
+    start_time: float
+
+
+class MediaInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    container: str
+    streams: list[StreamSummary]
+    video: VideoInfo
+    audio: AudioInfo | None
+
+    @property
+    def duration_seconds(self) -> float:
+        return self.video.duration_seconds
+
+
+def probe(path: Path | str) -> MediaInfo:
+    """Describe ``path``; raise ProbeError when it is missing or not a readable video."""
+    source = Path(path)
+    if not source.is_file():
+        raise ProbeError(f"input not found: {source}")
+    doc = _ffprobe(["-show_format", "-show_streams", str(source)], source)
+    streams = doc.get("streams") or []
+    video = _first_video_stream(streams)
+    if video is None:
+        raise ProbeError(f"no video stream in {source}")
+    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
+    fmt = doc.get("format") or {}
+    _require_decodable_frame(source, int(video["index"]))
+    return MediaInfo(
+        path=str(source),
+        container=str(fmt.get("format_name") or "unknown"),
+        streams=[
+            StreamSummary(
+                index=int(s["index"]), type=str(s.get("codec_type")), codec=s.get("codec_name")
+            )
+            for s in streams
+        ],
+        video=_video_info(source, video, fmt),
+        audio=_audio_info(source, audio) if audio is not None else None,
+    )
+
+
+def count_frames(path: Path, stream_index: int = 0) -> int:
+    """Exact frame count of one video stream: the container's count, else counted packets."""
+    doc = _ffprobe(
+        ["-select_streams", str(stream_index), "-show_entries", "stream=nb_frames", str(path)],
+        path,
+    )
+    nb_frames = _int((doc.get("streams") or [{}])[0].get("nb_frames"))
+    return nb_frames if nb_frames else _count_packets(path, stream_index)
+
+
+def _ffprobe(args: list[str], source: Path) -> dict[str, Any]:
+    try:
+        return run_ffprobe_json(args)
+    except TransientError:
+        raise
+    except StereoInferError as exc:
+        raise ProbeError(f"cannot read {source}: {exc}") from exc
+
+
+def _first_video_stream(streams: list[dict[str, Any]]) -> dict[str, Any] | None:
+    for stream in streams:
+        # Cover art in audio files is a one-picture "video" stream; not a video.
+        attached = (stream.get("disposition") or {}).get("attached_pic") == 1
+        if stream.get("codec_type") == "video" and not attached:
+            return stream
+    return None
+
+
+def _require_decodable_frame(source: Path, index: int) -> None:
+    doc = _ffprobe(
+        [
+            "-select_streams",
+            str(index),
+            "-read_intervals",
+            "%+#1",
+            "-show_entries",
+            "frame=pict_type",
+            str(source),
+        ],
+        source,
+    )
+    if not doc.get("frames"):
+        raise ProbeError(f"no decodable video frame in {source}")
+
+
+def _video_info(source: Path, stream: dict[str, Any], fmt: dict[str, Any]) -> VideoInfo:
+    index = int(stream["index"])
+    width, height = _int(stream.get("width")), _int(stream.get("height"))
+    if not width or not height:
+        raise ProbeError(f"video stream of {source} has no picture size")
+    avg = FrameRate.parse(stream.get("avg_frame_rate"))
+    real = FrameRate.parse(stream.get("r_frame_rate"))
+    frame_rate, variable = _working_rate(source, avg, real)
+    nb_frames = _int(stream.get("nb_frames"))
+    frame_count = nb_frames or _count_packets(source, index)
+    if frame_count <= 0:
+        raise ProbeError(f"video stream of {source} has no frames")
+    start = _float(stream.get("start_time")) or 0.0
+    transfer = stream.get("color_transfer")
+    return VideoInfo(
+        index=index,
+        codec=str(stream.get("codec_name") or "unknown"),
+        width=width,
+        height=height,
+        pix_fmt=stream.get("pix_fmt"),
+        avg_frame_rate=avg,
+        r_frame_rate=real,
+        frame_rate=frame_rate,
+        variable_frame_rate=variable,
+        frame_count=frame_count,
+        frame_count_method="container" if nb_frames else "packets",
+        duration_seconds=_stream_duration(stream, start) or _float(fmt.get("duration")) or 0.0,
+        start_time=start,
+        rotation=_rotation(stream),
+        color_transfer=transfer,
+        color_primaries=stream.get("color_primaries"),
+        color_space=stream.get("color_space"),
+        color_range=stream.get("color_range"),
+        hdr=transfer in HDR_TRANSFERS,
+    )
+
+
+def _working_rate(
+    source: Path, avg: FrameRate | None, real: FrameRate | None
+) -> tuple[FrameRate, bool]:
+    """The constant rate to work at, and whether the source's rate varies."""
+    if avg is not None and real is not None and not avg.close_to(real):
+        # The average off the base rate (the finest grid that holds all
+        # timestamps) means the timestamps are not on a fixed grid.
+        return avg.snapped(), True
+    rate = real or avg
+    if rate is None:
+        raise ProbeError(f"video stream of {source} has no frame rate")
+    return rate, False
+
+
+def _audio_info(source: Path, stream: dict[str, Any]) -> AudioInfo:
+    index = int(stream["index"])
+    start = _float(stream.get("start_time")) or 0.0
+    return AudioInfo(
+        index=index,
+        codec=stream.get("codec_name"),
+        channels=_int(stream.get("channels")),
+        sample_rate=_int(stream.get("sample_rate")),
+        duration_seconds=_stream_duration(stream, start) or _packet_span(source, index),
+        start_time=start,
+    )
+
+
+def _stream_duration(stream: dict[str, Any], start: float) -> float | None:
+    duration = _float(stream.get("duration"))
+    if duration:
+        return duration
+    # Matroska has no per-stream duration field; ffmpeg's muxer writes a
+    # DURATION tag holding the stream's end timestamp.
+    tag = (stream.get("tags") or {}).get("DURATION")
+    end = _hms_seconds(tag) if isinstance(tag, str) else None
+    return end - start if end else None
+
+
+def _count_packets(source: Path, index: int) -> int:
+    doc = _ffprobe(
+        [
+            "-select_streams",
+            str(index),
+            "-count_packets",
+            "-show_entries",
+            "stream=nb_read_packets",
+            str(source),
+        ],
+        source,
+    )
+    return _int((doc.get("streams") or [{}])[0].get("nb_read_packets")) or 0
+
+
+def _packet_span(source: Path, index: int) -> float | None:
+    """Duration from first packet start to last packet end (demux only, no decode)."""
+    doc = _ffprobe(
+        [
+            "-select_streams",
+            str(index),
+            "-show_entries",
+            "packet=pts_time,duration_time",
+            str(source),
+        ],
+        source,
+    )
+    packets = [p for p in doc.get("packets") or [] if _float(p.get("pts_time")) is not None]
+    if not packets:
+        return None
+    first = _float(packets[0].get("pts_time")) or 0.0
+    last = packets[-1]
+    return (
+        (_float(last.get("pts_time")) or 0.0) + (_float(last.get("duration_time")) or 0.0) - first
+    )
+
+
+def _rotation(stream: dict[str, Any]) -> int:
+    for side in stream.get("side_data_list") or []:
+        if "rotation" in side:
+            # The display matrix angle is counter-clockwise.
+            return _quarter_turns(-float(side["rotation"]))
+    tag = (stream.get("tags") or {}).get("rotate")
+    return _quarter_turns(float(tag)) if tag is not None else 0
+
+
+def _quarter_turns(degrees: float) -> int:
+    return (round(degrees / 90) * 90) % 360
+
+
+def _hms_seconds(text: str) -> float | None:
+    try:
+        hours, minutes, seconds = text.split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except ValueError:
+        return None
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def _float(value: object) -> float | None:
+    try:
+        return float(str(value))
+    except (TypeError, ValueError):
+        return None
