@@ -1,0 +1,291 @@
+"""Pure builders of the batch/v1 Jobs the operator runs: split, one inference attempt, assemble.
+
+Names are deterministic (a handler that runs twice creates nothing twice) and carry a hash
+of the VideoJob's UID (a re-created VideoJob never meets its predecessor's Jobs).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from typing import Any
+
+from stereo_operator import labels
+from stereo_operator.config import OperatorConfig, PodTemplate
+from stereo_operator.labels import Role
+from stereo_types.backend import Engine
+from stereo_types.layout import StorageRoot, VideoJobRef
+from stereo_types.names import API_VERSION, SEGMENT_KIND, VIDEOJOB_KIND, job_name
+from stereo_types.plan import plan_uri
+from stereo_types.segment import SegmentSpec
+from stereo_types.videojob import VideoJobSpec
+
+Manifest = dict[str, Any]
+
+GPU_RESOURCE = "nvidia.com/gpu"
+CONTAINER_NAME = "main"
+# stereo-infer's exit code for bad input (see stereo_infer.exitcodes): retrying cannot help.
+EXIT_BAD_INPUT = 3
+_UID_HASH_LENGTH = 5  # as in stereo_types.names.job_name
+
+
+def uid_hash(uid: str) -> str:
+    return hashlib.sha256(uid.encode()).hexdigest()[:_UID_HASH_LENGTH]
+
+
+def split_job_name(ref: VideoJobRef) -> str:
+    return f"{ref.name}-split-{uid_hash(ref.uid)}"
+
+
+def assemble_job_name(ref: VideoJobRef) -> str:
+    return f"{ref.name}-assemble-{uid_hash(ref.uid)}"
+
+
+def inference_job_name(ref: VideoJobRef, index: int, attempt: int) -> str:
+    return job_name(ref.name, index, attempt, ref.uid)
+
+
+def owner_reference(kind: str, name: str, uid: str) -> dict[str, Any]:
+    """A controller reference; dependents go when the owner goes (background GC)."""
+    return {"apiVersion": API_VERSION, "kind": kind, "name": name, "uid": uid, "controller": True}
+
+
+def videojob_owner(ref: VideoJobRef) -> dict[str, Any]:
+    return owner_reference(VIDEOJOB_KIND, ref.name, ref.uid)
+
+
+def _resources(template: PodTemplate, gpus: int) -> dict[str, Any]:
+    resources = copy.deepcopy(template.resources)
+    for section in ("limits", "requests"):
+        if section in resources:
+            resources[section] = {
+                k: v for k, v in dict(resources[section]).items() if k != GPU_RESOURCE
+            }
+    if gpus > 0:
+        # Extended resources are requested through limits; requests default to them.
+        resources.setdefault("limits", {})[GPU_RESOURCE] = str(gpus)
+    return {k: v for k, v in resources.items() if v}
+
+
+def _pod_spec(
+    template: PodTemplate, args: list[str], env: list[dict[str, Any]], gpus: int
+) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": template.image,
+        "imagePullPolicy": template.image_pull_policy,
+        "command": list(template.command),
+        "args": args,
+        "env": [*env, *copy.deepcopy(template.env)],
+        # The tail of stderr (stereo-infer prints its error there) becomes the termination
+        # message, which the operator copies into the status.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if template.env_from:
+        container["envFrom"] = copy.deepcopy(template.env_from)
+    resources = _resources(template, gpus)
+    if resources:
+        container["resources"] = resources
+    pod: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
+    if template.node_selector:
+        pod["nodeSelector"] = dict(template.node_selector)
+    if template.tolerations:
+        pod["tolerations"] = copy.deepcopy(template.tolerations)
+    if template.service_account_name:
+        pod["serviceAccountName"] = template.service_account_name
+    if template.priority_class_name:
+        pod["priorityClassName"] = template.priority_class_name
+    return pod
+
+
+def _pod_failure_policy() -> dict[str, Any]:
+    return {
+        "rules": [
+            # Bad input: fail the Job at once, the operator fails the segment.
+            {
+                "action": "FailJob",
+                "onExitCodes": {
+                    "containerName": CONTAINER_NAME,
+                    "operator": "In",
+                    "values": [EXIT_BAD_INPUT],
+                },
+            },
+            # Preemption, eviction, node drain: not the segment's fault, so the Job controller
+            # makes a new pod without counting it against backoffLimit (no attempt burnt).
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+        ]
+    }
+
+
+def build_job(
+    *,
+    name: str,
+    namespace: str,
+    job_labels: dict[str, str],
+    owner: dict[str, Any],
+    template: PodTemplate,
+    args: list[str],
+    env: list[dict[str, Any]],
+    gpus: int,
+    backoff_limit: int,
+    active_deadline_seconds: int | None = None,
+    queue_name: str | None = None,
+) -> Manifest:
+    all_labels = {**template.labels, **job_labels}
+    if queue_name:
+        all_labels[labels.KUEUE_QUEUE] = queue_name
+    spec: dict[str, Any] = {
+        "backoffLimit": backoff_limit,
+        "podFailurePolicy": _pod_failure_policy(),
+        "ttlSecondsAfterFinished": template.ttl_seconds_after_finished,
+        "template": {
+            "metadata": {"labels": {**template.labels, **job_labels}},
+            "spec": _pod_spec(template, args, env, gpus),
+        },
+    }
+    if active_deadline_seconds is not None:
+        spec["activeDeadlineSeconds"] = active_deadline_seconds
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": all_labels,
+            "ownerReferences": [owner],
+        },
+        "spec": spec,
+    }
+
+
+def _identity_env(ref: VideoJobRef, index: int | None = None, attempt: int | None = None) -> list:
+    env = [
+        {"name": "STEREO_NAMESPACE", "value": ref.namespace},
+        {"name": "STEREO_VIDEOJOB", "value": ref.name},
+        {"name": "STEREO_VIDEOJOB_UID", "value": ref.uid},
+    ]
+    if index is not None:
+        env.append({"name": "STEREO_SEGMENT_INDEX", "value": str(index)})
+    if attempt is not None:
+        env.append({"name": "STEREO_ATTEMPT", "value": str(attempt)})
+    return env
+
+
+def split_job(
+    ref: VideoJobRef, spec: VideoJobSpec, root: StorageRoot, config: OperatorConfig
+) -> Manifest:
+    args = [
+        "split",
+        "--input",
+        spec.source,
+        "--workspace",
+        root.uri,
+        "--namespace",
+        ref.namespace,
+        "--videojob",
+        ref.name,
+        "--uid",
+        ref.uid,
+        "--segment-seconds",
+        str(spec.segment_seconds),
+        "--pre-roll",
+        str(spec.stereo.pre_roll_frames),
+    ]
+    return build_job(
+        name=split_job_name(ref),
+        namespace=ref.namespace,
+        job_labels=labels.job_labels(ref, Role.SPLIT),
+        owner=videojob_owner(ref),
+        template=config.media,
+        args=args,
+        env=_identity_env(ref),
+        gpus=config.media.gpus,
+        # Transient failures (exit 75, a lost node) are retried by the Job controller itself.
+        backoff_limit=spec.max_retries,
+    )
+
+
+def assemble_job(
+    ref: VideoJobRef,
+    spec: VideoJobSpec,
+    root: StorageRoot,
+    output_uri: str,
+    config: OperatorConfig,
+) -> Manifest:
+    args = [
+        "assemble",
+        "--plan",
+        plan_uri(root, ref),
+        "--output",
+        output_uri,
+        "--container",
+        spec.encoding.container.value,
+    ]
+    return build_job(
+        name=assemble_job_name(ref),
+        namespace=ref.namespace,
+        job_labels=labels.job_labels(ref, Role.ASSEMBLE),
+        owner=videojob_owner(ref),
+        template=config.media,
+        args=args,
+        env=_identity_env(ref),
+        gpus=config.media.gpus,
+        backoff_limit=spec.max_retries,
+    )
+
+
+def convert_args(spec: SegmentSpec, engine: Engine) -> list[str]:
+    return [
+        "convert",
+        "--input",
+        spec.input_uri,
+        "--output",
+        spec.output_uri,
+        "--format",
+        spec.format.value,
+        "--divergence",
+        str(spec.stereo.divergence),
+        "--convergence",
+        str(spec.stereo.convergence),
+        "--depth-model",
+        spec.stereo.depth_model,
+        "--engine",
+        engine.value,
+        "--pre-roll",
+        str(spec.stereo.pre_roll_frames),
+        "--codec",
+        spec.encoding.codec.value,
+        "--crf",
+        str(spec.encoding.crf),
+        "--preset",
+        spec.encoding.preset.value,
+    ]
+
+
+def inference_job(
+    ref: VideoJobRef,
+    segment_name: str,
+    segment_uid: str,
+    spec: SegmentSpec,
+    attempt: int,
+    config: OperatorConfig,
+    *,
+    engine: Engine,
+    gpus: int,
+    deadline_seconds: int,
+) -> Manifest:
+    """One attempt at one segment; owned by the Segment, so it goes with it."""
+    return build_job(
+        name=inference_job_name(ref, spec.index, attempt),
+        namespace=ref.namespace,
+        job_labels=labels.job_labels(ref, Role.INFERENCE, spec.index, attempt),
+        owner=owner_reference(SEGMENT_KIND, segment_name, segment_uid),
+        template=config.inference,
+        args=convert_args(spec, engine),
+        env=_identity_env(ref, spec.index, attempt),
+        gpus=gpus,
+        # The operator counts attempts itself (retry backoff, status, events).
+        backoff_limit=0,
+        active_deadline_seconds=deadline_seconds,
+        queue_name=config.queue_name,
+    )
