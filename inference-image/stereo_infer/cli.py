@@ -8,7 +8,13 @@
     stereo-infer convert  --input URI --output URI --format F [--engine copy|builtin|iw3]
                           [--divergence D] [--convergence C] [--depth-model M]
                           [--pre-roll K] [--codec h264|hevc] [--crf N] [--preset P]
+                          [--device auto|cpu|cuda[:N]] [--batch-size N]
     stereo-infer assemble --plan PLAN_URI --output FINAL_URI [--container mp4|mkv]
+    stereo-infer serve    [--host H] [--port 8080] [--engine E] [--depth-model M]
+                          [--format F] [--concurrency N] [--device D] [--batch-size N]
+
+``serve`` runs the HTTP inference server (``stereo_infer.server``): ``GET /ping``
+and ``POST /invocations``, SageMaker compatible.
 
 ``split`` writes every segment input, the source's audio and, last, the plan (JSON,
 ``stereo_types.plan.SplitPlan``), which names each segment's input and output URI.
@@ -38,7 +44,7 @@ from pydantic import ValidationError
 from stereo_infer import exitcodes
 from stereo_infer.assemble import Container, assemble, check_plan, container_for
 from stereo_infer.encoding import ENCODERS, PRESETS, VideoEncoding
-from stereo_infer.engines import ENGINE_NAMES, EngineJob, get_engine
+from stereo_infer.engines import ENGINE_NAMES, EngineJob, EngineOptions, get_engine
 from stereo_infer.engines.formats import StereoFormat, parse_format
 from stereo_infer.errors import BadInputError, MediaError, StereoInferError, TransientError
 from stereo_infer.io import fetch_input, is_local, local_path, publish_output
@@ -104,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--pre-roll", type=int, default=0, metavar="K", help="leading frames to drop on output"
     )
     _add_encoding_args(p, codec=True)
+    _add_engine_args(p)
     p.set_defaults(handler=cmd_convert)
 
     p = commands.add_parser("assemble", help="join the converted segments a plan names")
@@ -115,7 +122,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: from the --output extension",
     )
     p.set_defaults(handler=cmd_assemble)
+
+    p = commands.add_parser("serve", help="run the HTTP inference server (SageMaker compatible)")
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--engine", default="builtin", help="|".join(ENGINE_NAMES))
+    p.add_argument("--depth-model", help="loaded at start; default: the engine's")
+    p.add_argument(
+        "--format", default="half-sbs", help="format checked at start; requests may ask for any"
+    )
+    p.add_argument(
+        "--concurrency", type=int, default=1, help="conversions at once (one per GPU by default)"
+    )
+    _add_engine_args(p)
+    p.set_defaults(handler=cmd_serve)
     return parser
+
+
+def _add_engine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N"
+    )
+    p.add_argument("--batch-size", type=int, help="frames per forward pass; default per device")
+
+
+def _engine_options(args: argparse.Namespace) -> EngineOptions:
+    try:
+        return EngineOptions(device=args.device, batch_size=args.batch_size)
+    except BadInputError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _add_encoding_args(p: argparse.ArgumentParser, *, codec: bool) -> None:
@@ -243,7 +278,7 @@ def _split_targets(args: argparse.Namespace) -> SplitTargets:
 def cmd_convert(args: argparse.Namespace) -> int:
     # Cheap checks first: a bad request fails before any download.
     stereo_format = parse_format(args.format)
-    engine = get_engine(args.engine)
+    engine = get_engine(args.engine, _engine_options(args))
     if not math.isfinite(args.divergence) or args.divergence < 0:
         raise UsageError(f"--divergence must be >= 0: {args.divergence}")
     if not 0.0 <= args.convergence <= 1.0:
@@ -253,6 +288,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if args.depth_model is not None:
         _check_depth_model(args.depth_model)
     encoding = _encoding(args)
+    # Refuses a format or model the engine cannot make, and loads the model.
+    engine.prepare(stereo_format, args.depth_model)
     with tempfile.TemporaryDirectory(prefix="stereo-convert-") as tmp:
         work = Path(tmp)
         source = fetch_input(args.input, work / "input")
@@ -323,6 +360,29 @@ def cmd_assemble(args: argparse.Namespace) -> int:
         f"assembled {result.frame_count} frames from {result.segments} segments into {args.output}",
         file=sys.stderr,
     )
+    return exitcodes.OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from stereo_infer.server import ServerConfig, serve
+
+    if args.depth_model is not None:
+        _check_depth_model(args.depth_model)
+    if not 1 <= args.concurrency <= 64:
+        raise UsageError(f"--concurrency must be within 1..64: {args.concurrency}")
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be within 0..65535: {args.port}")
+    config = ServerConfig(
+        host=args.host,
+        port=args.port,
+        engine=args.engine,
+        engine_options=_engine_options(args),
+        depth_model=args.depth_model,
+        stereo_format=parse_format(args.format),
+        concurrency=args.concurrency,
+        show_progress=not args.no_progress,
+    )
+    serve(config)
     return exitcodes.OK
 
 

@@ -54,7 +54,8 @@ class StereoSettings(SpecModel):
     divergence: float = Field(default=2.0, gt=0, le=10)
     """Strength of the 3D effect, in percent of the frame width."""
     convergence: float = Field(default=0.5, ge=0, le=1)
-    """Depth of the screen plane: 0 puts everything behind it, 1 in front of it."""
+    """Depth of the screen plane, as in iw3: 0 puts everything in front of the screen,
+    1 everything behind it."""
     depth_model: str = Field(
         default="Any_V2_S", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_]+$"
     )

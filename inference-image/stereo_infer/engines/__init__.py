@@ -1,30 +1,77 @@
-"""Stereo engines and the registry that names them."""
+"""Stereo engines and the registry that names them.
 
+Engines that need heavy libraries (torch, iw3) are imported only when asked
+for, so ``probe``, ``split`` and ``assemble`` start fast and an image without
+them still runs the rest.
+"""
+
+import importlib.util
 from collections.abc import Callable
 
-from stereo_infer.engines.base import Engine, EngineJob
+from stereo_infer.engines.base import Engine, EngineJob, EngineOptions
 from stereo_infer.engines.copy import CopyEngine
 from stereo_infer.errors import UnknownEngineError
 
-_FACTORIES: dict[str, Callable[[], Engine]] = {"copy": CopyEngine}
-# Names the CLI accepts that this image does not ship yet.
-PLANNED_ENGINES = ("builtin", "iw3")
-ENGINE_NAMES = (*_FACTORIES, *PLANNED_ENGINES)
+ENGINE_NAMES = ("copy", "builtin", "iw3")
 
-__all__ = ["ENGINE_NAMES", "Engine", "EngineJob", "available_engines", "get_engine"]
+__all__ = [
+    "ENGINE_NAMES",
+    "Engine",
+    "EngineJob",
+    "EngineOptions",
+    "available_engines",
+    "get_engine",
+]
+
+
+def _copy(options: EngineOptions) -> Engine:
+    return CopyEngine()
+
+
+def _builtin(options: EngineOptions) -> Engine:
+    _require_torch()
+    from stereo_infer.engines.builtin import BuiltinEngine
+
+    return BuiltinEngine(options)
+
+
+def _iw3(options: EngineOptions) -> Engine:
+    from stereo_infer.engines.iw3 import Iw3Engine
+
+    return Iw3Engine(options)
+
+
+_FACTORIES: dict[str, Callable[[EngineOptions], Engine]] = {
+    "copy": _copy,
+    "builtin": _builtin,
+    "iw3": _iw3,
+}
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _require_torch() -> None:
+    if not _installed("torch"):
+        raise UnknownEngineError(
+            "engine 'builtin' is not available in this image: it needs torch, which is not"
+            " installed (pip install torch)"
+        )
 
 
 def available_engines() -> list[str]:
-    return sorted(_FACTORIES)
+    """The engines this image can run, in ENGINE_NAMES order."""
+    needs = {"builtin": "torch", "iw3": "iw3"}
+    return [name for name in ENGINE_NAMES if name not in needs or _installed(needs[name])]
 
 
-def get_engine(name: str) -> Engine:
+def get_engine(name: str, options: EngineOptions | None = None) -> Engine:
     factory = _FACTORIES.get(name)
-    if factory is not None:
-        return factory()
-    available = ", ".join(available_engines())
-    if name in PLANNED_ENGINES:
-        raise UnknownEngineError(
-            f"engine {name!r} is not available in this image yet; available: {available}"
-        )
-    raise UnknownEngineError(f"unknown engine {name!r}; available: {available}")
+    if factory is None:
+        available = ", ".join(available_engines())
+        raise UnknownEngineError(f"unknown engine {name!r}; available: {available}")
+    return factory(options or EngineOptions())

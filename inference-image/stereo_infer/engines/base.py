@@ -6,8 +6,31 @@ from typing import Protocol
 
 from stereo_infer.encoding import VideoEncoding
 from stereo_infer.engines.formats import StereoFormat
+from stereo_infer.errors import BadInputError
 from stereo_infer.probe import MediaInfo
 from stereo_infer.progress import ProgressReporter
+
+DEVICE_AUTO = "auto"
+MAX_BATCH_SIZE = 64
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How an engine runs (not what it makes): the same for every job it serves."""
+
+    # "auto" (CUDA when torch sees one, else CPU), "cpu", "cuda" or "cuda:N".
+    device: str = DEVICE_AUTO
+    # Frames per forward pass; None: the engine's default for the device.
+    batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        device = self.device
+        if device not in (DEVICE_AUTO, "cpu", "cuda") and not (
+            device.startswith("cuda:") and device[5:].isdigit()
+        ):
+            raise BadInputError(f"device must be auto, cpu, cuda or cuda:N: {device!r}")
+        if self.batch_size is not None and not 1 <= self.batch_size <= MAX_BATCH_SIZE:
+            raise BadInputError(f"batch size must be within 1..{MAX_BATCH_SIZE}: {self.batch_size}")
 
 
 @dataclass(frozen=True)
@@ -37,5 +60,14 @@ class Engine(Protocol):
     """
 
     name: str
+
+    def prepare(self, stereo_format: StereoFormat, depth_model: str | None) -> None:
+        """Refuse (BadInputError) what this engine cannot make, and load what it needs.
+
+        Called before any input is fetched, so a request the engine cannot
+        serve fails in a second, not after a download. Loaded models stay
+        loaded: a server calls this once at start and again per request.
+        """
+        ...
 
     def convert(self, job: EngineJob, progress: ProgressReporter | None = None) -> None: ...

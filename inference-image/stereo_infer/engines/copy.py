@@ -9,6 +9,7 @@ import shutil
 
 from stereo_infer.encoding import VideoEncoding
 from stereo_infer.engines.base import EngineJob
+from stereo_infer.engines.formats import StereoFormat
 from stereo_infer.ffmpeg import run_ffmpeg
 from stereo_infer.progress import ProgressReporter
 
@@ -17,6 +18,9 @@ _LOSSLESS = VideoEncoding()
 
 class CopyEngine:
     name = "copy"
+
+    def prepare(self, stereo_format: StereoFormat, depth_model: str | None) -> None:
+        """Every format and model name is accepted (and ignored)."""
 
     def convert(self, job: EngineJob, progress: ProgressReporter | None = None) -> None:
         if job.pre_roll_frames == 0:

@@ -1,0 +1,152 @@
+"""Raw RGB frames through ffmpeg pipes: one decoder in, one encoder out.
+
+Frames stream through: the caller reads one frame (or a small batch) at a
+time, so memory stays bounded whatever the video's length. Both ends convert
+between YUV and RGB with the same, explicit colour matrix and range (the
+source's, BT.601 limited range when untagged, as ffmpeg assumes), so a frame
+that passes through unchanged comes out with the colours it went in with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import IO
+
+from stereo_infer.encoding import VideoEncoding
+from stereo_infer.errors import MediaError, ToolMissingError
+from stereo_infer.ffmpeg import FFMPEG, classify_failure
+from stereo_infer.framerate import FrameRate
+from stereo_infer.probe import VideoInfo
+
+_BASE = [FFMPEG, "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y"]
+# ffprobe's colour space names -> the scale filter's matrix names.
+_MATRICES = {
+    "bt709": "bt709",
+    "bt470bg": "bt601",
+    "smpte170m": "bt601",
+    "bt2020nc": "bt2020",
+    "bt2020c": "bt2020",
+    "smpte240m": "smpte240m",
+    "fcc": "fcc",
+}
+
+
+def colour_matrix(video: VideoInfo) -> str:
+    return _MATRICES.get(video.color_space or "", "bt601")
+
+
+def colour_range(video: VideoInfo) -> str:
+    return "full" if video.color_range in ("pc", "jpeg") else "limited"
+
+
+def output_pix_fmt(width: int, height: int) -> str:
+    """4:2:0 where the size allows it (what players expect), else 4:4:4."""
+    return "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+
+
+class _Process:
+    """An ffmpeg child whose stderr goes to a temp file (a full pipe cannot block it)."""
+
+    def __init__(self, args: list[str], *, stdin: int | None, stdout: int | None) -> None:
+        self.args = args
+        self._stderr = tempfile.TemporaryFile(  # noqa: SIM115 (closed by finish or kill)
+            mode="w+", encoding="utf-8", errors="replace"
+        )
+        try:
+            self.proc = subprocess.Popen(
+                [*_BASE, *args], stdin=stdin, stdout=stdout, stderr=self._stderr
+            )
+        except FileNotFoundError as exc:
+            self._stderr.close()
+            raise ToolMissingError(f"{FFMPEG} is not installed") from exc
+
+    def finish(self) -> None:
+        """Wait for the child; raise its classified failure."""
+        try:
+            returncode = self.proc.wait()
+            if returncode != 0:
+                self._stderr.seek(0)
+                raise classify_failure(FFMPEG, returncode, self._stderr.read())
+        finally:
+            self._stderr.close()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        if not self._stderr.closed:
+            self._stderr.close()
+
+
+class FrameDecoder(_Process):
+    """Decodes one video stream to packed rgb24 frames of ``width`` x ``height``."""
+
+    def __init__(self, path: Path, video: VideoInfo) -> None:
+        # ffmpeg turns rotated video upright, so frames have the display size.
+        self.width, self.height = video.display_size
+        self.frame_bytes = self.width * self.height * 3
+        scale = (
+            f"scale=in_color_matrix={colour_matrix(video)}:in_range={colour_range(video)},"
+            "format=rgb24"
+        )
+        args = ["-i", str(path), "-map", f"0:{video.index}", "-vf", scale]
+        # Every decoded frame once, none duplicated or dropped.
+        args += ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+        super().__init__(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+
+    def read_into(self, buffer: memoryview) -> bool:
+        """Fill ``buffer`` (one frame) from the pipe; False at the end of the stream."""
+        stdout = self.proc.stdout
+        assert stdout is not None
+        filled = 0
+        while filled < len(buffer):
+            got = stdout.readinto(buffer[filled:])  # type: ignore[attr-defined]
+            if not got:
+                break
+            filled += got
+        if filled == 0:
+            return False
+        if filled != len(buffer):
+            # A truncated last frame: ffmpeg died mid-frame; finish() says why.
+            self.finish()
+            raise MediaError(f"decoder stopped mid-frame ({filled} of {len(buffer)} bytes)")
+        return True
+
+
+class FrameEncoder(_Process):
+    """Encodes packed rgb24 frames written to its stdin, at a constant ``rate``."""
+
+    def __init__(
+        self,
+        output: Path,
+        width: int,
+        height: int,
+        rate: FrameRate,
+        encoding: VideoEncoding,
+        colour_of: VideoInfo,
+    ) -> None:
+        self.width, self.height = width, height
+        scale = (
+            f"scale=out_color_matrix={colour_matrix(colour_of)}:"
+            f"out_range={colour_range(colour_of)},format={output_pix_fmt(width, height)}"
+        )
+        args = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", f"{width}x{height}"]
+        # Frame i is stamped i / rate: the output starts at 0 on the exact grid.
+        args += ["-framerate", str(rate), "-i", "pipe:0", "-map", "0:v", "-vf", scale]
+        args += [*encoding.args(rate, colour_of), str(output)]
+        super().__init__(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+
+    @property
+    def stdin(self) -> IO[bytes]:
+        assert self.proc.stdin is not None
+        return self.proc.stdin
+
+    def close_input(self) -> None:
+        self.stdin.close()
