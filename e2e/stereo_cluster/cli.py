@@ -37,6 +37,8 @@ def _status(state_dir: Path) -> int:
         f"{'running' if healthy else 'NOT healthy'}: {state.server} (Kubernetes v{state.version})"
     )
     print(f"kubeconfig: {state.kubeconfig}")
+    if state.pod_cidr:
+        print(f"pod CIDR: {state.pod_cidr}, service CIDR: {state.service_cidr}")
     for name, pid in state.pids.items():
         print(f"  {name}: pid {pid}")
     return 0 if healthy else 1

@@ -1,4 +1,8 @@
-"""The whole local cluster: the control plane plus node agents, ready for pods."""
+"""The whole local cluster: the control plane plus node agents, ready for pods.
+
+Node i (1-based) gets the /24 x.y.i.0/24 of the cluster's pod range for its pods' network
+namespaces; the first node also runs the Service proxy.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from stereo_cluster.controlplane import (
     LocalControlPlane,
     wait_until,
 )
+from stereo_cluster.nodeagent import network
 
 
 @dataclass(frozen=True)
@@ -42,8 +47,10 @@ class LocalCluster:
             return self.control_plane.state
         state = self.control_plane.start(timeout)
         try:
-            for node in self.nodes:
-                self._start_node(node, state)
+            if state.pod_cidr and network.unavailable_reason() is None:
+                network.guard_cluster_ranges(state.pod_cidr, state.service_cidr)
+            for index, node in enumerate(self.nodes, start=1):
+                self._start_node(node, state, index)
             remaining = max(10.0, timeout - (time.monotonic() - started))
             self._wait_nodes_ready(remaining)
         except BaseException:
@@ -54,7 +61,7 @@ class LocalCluster:
     def down(self) -> None:
         self.control_plane.stop()
 
-    def _start_node(self, node: NodeSpec, state: ClusterState) -> None:
+    def _start_node(self, node: NodeSpec, state: ClusterState, index: int) -> None:
         argv = [
             sys.executable,
             "-m",
@@ -69,6 +76,15 @@ class LocalCluster:
         ]
         argv += [f"--label={k}={v}" for k, v in node.labels.items()]
         argv += [f"--taint={t}" for t in node.taints]
+        if state.cidrs is not None:
+            argv += [
+                f"--pod-cidr={state.cidrs.node(index)}",
+                f"--cluster-cidr={state.pod_cidr}",
+                f"--service-cidr={state.service_cidr}",
+            ]
+            if index == 1:
+                proxy = self.control_plane.proxy_kubeconfig()
+                argv += ["--service-proxy", f"--proxy-kubeconfig={proxy}"]
         self.control_plane.add_process(f"node-{node.name}", argv)
 
     def _wait_nodes_ready(self, timeout: float) -> None:

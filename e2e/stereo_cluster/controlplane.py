@@ -23,11 +23,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from stereo_cluster import kubeconfig, pki
+from stereo_cluster import cidrs, kubeconfig, pki
 from stereo_cluster.binaries import KUBERNETES_VERSION, Binaries, ensure_binaries
+from stereo_cluster.nodeagent import network
 
 STATE_FILE = "cluster.json"
-SERVICE_CIDR = "10.96.0.0/16"
 
 # Who the audit log records: the system components' own traffic would drown the rest.
 _AUDIT_POLICY = """\
@@ -57,10 +57,19 @@ class ClusterState:
     kubeconfig: str
     version: str = KUBERNETES_VERSION
     pids: dict[str, int] = field(default_factory=dict)
+    # This cluster's own ranges on the machine (cidrs.py); empty in older state files.
+    pod_cidr: str = ""
+    service_cidr: str = ""
 
     @property
     def server(self) -> str:
         return f"https://127.0.0.1:{self.api_port}"
+
+    @property
+    def cidrs(self) -> cidrs.ClusterCidrs | None:
+        if not self.pod_cidr:
+            return None
+        return cidrs.ClusterCidrs(pods=self.pod_cidr, services=self.service_cidr)
 
     def save(self) -> None:
         (Path(self.state_dir) / STATE_FILE).write_text(json.dumps(asdict(self), indent=2))
@@ -113,15 +122,22 @@ class LocalControlPlane:
         for d in (self.pki_dir, self.log_dir):
             d.mkdir(parents=True, exist_ok=True)
         binaries = self.binaries
+        try:
+            ranges = cidrs.claim(self.state_dir)
+        except cidrs.CidrError as exc:
+            raise ControlPlaneError(str(exc)) from None
         self.state = ClusterState(
             state_dir=str(self.state_dir),
             api_port=free_port(),
             etcd_port=free_port(),
             kubeconfig=str(self.state_dir / "admin.kubeconfig"),
+            pod_cidr=ranges.pods,
+            service_cidr=ranges.services,
         )
-        ca = pki.CertificateAuthority.create(self.pki_dir)
-        self._write_kubeconfigs(ca)
+        self.state.save()
         try:
+            ca = pki.CertificateAuthority.create(self.pki_dir)
+            self._write_kubeconfigs(ca)
             self._start_etcd(binaries)
             self._start_apiserver(binaries, ca)
             self._start_controller_manager(binaries, ca)
@@ -154,6 +170,15 @@ class LocalControlPlane:
         kubeconfig.write(path, self.state.server, ca.cert, pair)
         return path
 
+    def proxy_kubeconfig(self) -> Path:
+        """kube-proxy's identity (bound to system:node-proxier), for the Service proxy."""
+        assert self.state is not None
+        ca = pki.CertificateAuthority.load(self.pki_dir)
+        pair = ca.client("kube-proxy", "system:kube-proxy")
+        path = self.state_dir / "kube-proxy.kubeconfig"
+        kubeconfig.write(path, self.state.server, ca.cert, pair)
+        return path
+
     def _spawn(self, name: str, argv: list[str]) -> None:
         self.add_process(name, argv)
 
@@ -181,7 +206,7 @@ class LocalControlPlane:
 
     def _start_apiserver(self, binaries: Binaries, ca: pki.CertificateAuthority) -> None:
         assert self.state is not None
-        serving = ca.serving("apiserver")
+        serving = ca.serving("apiserver", cidrs.first_ip(self.state.service_cidr))
         sa = pki.service_account_keys(self.pki_dir)
         policy = self.state_dir / "audit-policy.yaml"
         policy.write_text(_AUDIT_POLICY)
@@ -199,7 +224,7 @@ class LocalControlPlane:
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={sa.cert}",
                 f"--service-account-signing-key-file={sa.key}",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                f"--service-cluster-ip-range={self.state.service_cidr}",
                 "--authorization-mode=Node,RBAC",
                 "--enable-admission-plugins=NodeRestriction",
                 # A loopback address cannot back the `kubernetes` Service's endpoints.
@@ -292,6 +317,11 @@ class LocalControlPlane:
             # Reverse start order: nodes and controllers before the API server, etcd last.
             for pid in reversed(list(state.pids.values())):
                 _terminate(pid, grace)
+            if state.cidrs is not None:
+                # The node agents clean up after themselves; this catches a killed one.
+                if network.unavailable_reason() is None:
+                    network.remove_cluster_leftovers(state.pod_cidr, state.service_cidr)
+                cidrs.release(state.cidrs, self.state_dir)
         if self.state_dir.exists():
             shutil.rmtree(self.state_dir, ignore_errors=True)
         self.state = None

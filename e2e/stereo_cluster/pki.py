@@ -18,7 +18,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 _VALIDITY = datetime.timedelta(days=365)
 
-# The in-cluster names and service IP that pods use to reach the API server.
+# The in-cluster names that pods use to reach the API server (plus, per cluster, the
+# `kubernetes` Service's IP: see CertificateAuthority.serving).
 API_SERVER_SANS = (
     "localhost",
     "kubernetes",
@@ -26,7 +27,6 @@ API_SERVER_SANS = (
     "kubernetes.default.svc",
     "kubernetes.default.svc.cluster.local",
 )
-API_SERVER_IPS = ("127.0.0.1", "10.96.0.1")
 
 
 @dataclass(frozen=True)
@@ -125,10 +125,12 @@ class CertificateAuthority:
         _write_key(key, pair.key)
         return pair
 
-    def serving(self, stem: str) -> KeyPair:
+    def serving(self, stem: str, service_ip: str) -> KeyPair:
+        """The API server's certificate, valid for 127.0.0.1 and `service_ip`, the first IP
+        of the cluster's Service range, where in-cluster clients reach it."""
         key = _new_key()
         sans: list[x509.GeneralName] = [x509.DNSName(n) for n in API_SERVER_SANS]
-        sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in API_SERVER_IPS]
+        sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", service_ip)]
         builder = (
             _builder(_name("kube-apiserver"), self._name, key.public_key())
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)

@@ -277,3 +277,48 @@ def test_volumes_and_in_cluster_identity(
     assert phase == "Succeeded"
     assert out.read_text().split() == ["colour:", "teal", "s3cr3t", "colour:", "teal"]
     assert not Path("/etc/app/app.yaml").exists(), "the mount leaked into the host namespace"
+
+
+def test_volume_over_a_directory_above_the_pod_directory(
+    api: client.ApiClient, namespace: str, tmp_path: Path
+) -> None:
+    """An emptyDir at /tmp (as the Helm chart mounts one) hides the host's /tmp, where the
+    node's pod directories live here: the other volumes and the token must still be bound."""
+    core = client.CoreV1Api(api)
+    core.create_namespaced_config_map(
+        namespace, {"metadata": {"name": "app"}, "data": {"colour": "teal"}}
+    )
+    script = (
+        "ls -A /tmp | wc -l > /out/seen; echo $(cat /etc/app/colour) >> /out/seen;"
+        " test -s /var/run/secrets/kubernetes.io/serviceaccount/token && echo token >> /out/seen"
+    )
+    container = {
+        "name": "main",
+        "image": "local",
+        "command": ["sh", "-c", script],
+        "volumeMounts": [
+            {"name": "app", "mountPath": "/etc/app"},
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "out", "mountPath": "/out"},
+        ],
+    }
+    volumes = [
+        {"name": "app", "configMap": {"name": "app"}},
+        {"name": "tmp", "emptyDir": {}},
+        {"name": "out", "hostPath": {"path": str(tmp_path)}},
+    ]
+    eventually(lambda: core.list_namespaced_service_account(namespace).items, 30, "default account")
+    core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": "shadowed"},
+            "spec": {"restartPolicy": "Never", "containers": [container], "volumes": volumes},
+        },
+    )
+
+    def finished() -> str | None:
+        phase = core.read_namespaced_pod("shadowed", namespace).status.phase
+        return phase if phase in ("Succeeded", "Failed") else None
+
+    assert eventually(finished, 60, "the pod to finish") == "Succeeded"
+    assert (tmp_path / "seen").read_text().split() == ["0", "teal", "token"]

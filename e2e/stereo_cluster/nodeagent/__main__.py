@@ -21,7 +21,14 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
     p.add_argument("--gpus", type=int, default=0, help="fake nvidia.com/gpu capacity")
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--taint", action="append", default=[], metavar="KEY[=VALUE]:EFFECT")
+    p.add_argument("--pod-cidr", help="this node's pod /24 (none: host networking)")
+    p.add_argument("--cluster-cidr", help="the cluster's pod range, reachable from pods")
+    p.add_argument("--service-cidr", help="the cluster's Service range")
+    p.add_argument("--service-proxy", action="store_true", help="proxy the cluster's Services")
+    p.add_argument("--proxy-kubeconfig", type=Path, help="kube-proxy's identity for the proxy")
     args = p.parse_args(argv)
+    if args.service_proxy and (args.proxy_kubeconfig is None or args.service_cidr is None):
+        p.error("--service-proxy needs --proxy-kubeconfig and --service-cidr")
     labels = dict(item.split("=", 1) for item in args.label)
     return NodeConfig(
         name=args.name,
@@ -33,6 +40,11 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
         gpus=args.gpus,
         labels=labels,
         taints=tuple(Taint.parse(t) for t in args.taint),
+        pod_cidr=args.pod_cidr,
+        cluster_cidr=args.cluster_cidr or args.pod_cidr,
+        service_cidr=args.service_cidr,
+        service_proxy=args.service_proxy,
+        proxy_kubeconfig=args.proxy_kubeconfig,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -15,9 +16,11 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from stereo_cluster.nodeagent.config import NodeConfig
+from stereo_cluster.nodeagent.network import PodNetwork, unavailable_reason
 from stereo_cluster.nodeagent.node import NodeRegistration
 from stereo_cluster.nodeagent.podenv import DataReader, decode_secret
 from stereo_cluster.nodeagent.runner import PodRunner
+from stereo_cluster.nodeagent.services import ServiceProxy
 from stereo_cluster.nodeagent.volumes import VolumeError
 
 log = logging.getLogger(__name__)
@@ -73,6 +76,10 @@ class ClusterPodApi:
             raise VolumeError(f"token for service account {who}: {exc.reason}") from None
         return str(result.status.token)
 
+    def list_services(self) -> list[dict[str, Any]]:
+        listing = self.core.list_service_for_all_namespaces(_preload_content=False)
+        return list(json.loads(listing.data)["items"])
+
     def read_data(self) -> DataReader:
         def read(kind: str, namespace: str, name: str) -> dict[str, str] | None:
             try:
@@ -96,10 +103,32 @@ class NodeAgent:
         self.runners: dict[str, PodRunner] = {}
         self.stopping = threading.Event()
         self._watch: watch.Watch | None = None
+        self.network, self.proxy = self._networking()
+
+    def _networking(self) -> tuple[PodNetwork | None, ServiceProxy | None]:
+        cfg = self.cfg
+        if not cfg.pod_cidr:
+            log.info("no --pod-cidr: every pod uses the host's network")
+            return None, None
+        reason = unavailable_reason()
+        if reason is not None:
+            log.warning(
+                "pod networking and the service proxy are off (%s): every pod "
+                "uses the host's network and Services are not reachable",
+                reason,
+            )
+            return None, None
+        network = PodNetwork(cfg.pod_cidr, cfg.cluster_cidr or cfg.pod_cidr)
+        proxy = None
+        if cfg.service_proxy and cfg.proxy_kubeconfig is not None and cfg.service_cidr:
+            proxy_api = config.new_client_from_config(config_file=str(cfg.proxy_kubeconfig))
+            proxy = ServiceProxy(proxy_api, cfg.api_server_port, cfg.service_cidr)
+        return network, proxy
 
     def base_env(self) -> dict[str, str]:
         # Containers see the API server as in a cluster, and the project's own programs
-        # (the interpreter's bin directory) first on PATH.
+        # (the interpreter's bin directory) first on PATH. With pod networking the runner
+        # replaces the API server's address with the `kubernetes` Service's (names.py).
         bin_dir = str(Path(sys.executable).parent)
         return {
             "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "/usr/bin:/bin")]),
@@ -109,6 +138,22 @@ class NodeAgent:
         }
 
     def run(self) -> None:
+        try:
+            # Networking first: the node is Ready only once pods can be wired and, on the
+            # proxy's node, the API server's Service answers.
+            if self.network is not None:
+                self.network.start()
+            if self.proxy is not None:
+                self.proxy.start()
+            self._register_and_watch()
+        finally:
+            self._stop_all()
+            if self.proxy is not None:
+                self.proxy.stop()
+            if self.network is not None:
+                self.network.stop()
+
+    def _register_and_watch(self) -> None:
         registration = NodeRegistration(self.api, self.cfg)
         registration.register()
         threading.Thread(
@@ -122,7 +167,6 @@ class NodeAgent:
                 if not self.stopping.is_set():
                     log.exception("pod watch failed; relisting")
                     self.stopping.wait(1.0)
-        self._stop_all()
 
     def _list_and_watch(self) -> None:
         selector = f"spec.nodeName={self.cfg.name}"
@@ -179,7 +223,9 @@ class NodeAgent:
                     },
                 )
                 return
-            runner = PodRunner(self.pods, pod, self.cfg.work_dir / "pods", self.base_env())
+            runner = PodRunner(
+                self.pods, pod, self.cfg.work_dir / "pods", self.base_env(), self.network
+            )
             self.runners[uid] = runner
             runner.start()
 
@@ -200,8 +246,21 @@ class NodeAgent:
             self._watch.stop()
 
 
+class _Stopped(BaseException):
+    """Raised by the first SIGTERM/SIGINT in the main thread: a pod watch blocked in a read
+    would otherwise only notice the stop at its next event, and the cluster's `down` would
+    SIGKILL the agent before it removed its pods and their networks."""
+
+
 def serve(cfg: NodeConfig) -> None:
     agent = NodeAgent(cfg)
-    signal.signal(signal.SIGTERM, agent.stop)
-    signal.signal(signal.SIGINT, agent.stop)
-    agent.run()
+
+    def on_signal(*_: object) -> None:
+        if not agent.stopping.is_set():
+            agent.stop()
+            raise _Stopped
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    with contextlib.suppress(_Stopped):
+        agent.run()  # its `finally` stops the pods and removes the networks

@@ -46,6 +46,14 @@ class NodeConfig:
     taints: tuple[Taint, ...] = ()
     lease_seconds: int = 40
     heartbeat_seconds: float = 10.0
+    # Pod networking: the node's /24, the cluster's pod /16 (where pods may send traffic)
+    # and the Service range; without them every pod uses the host's network.
+    pod_cidr: str | None = None
+    cluster_cidr: str | None = None
+    service_cidr: str | None = None
+    # The one node per cluster that proxies Services, with kube-proxy's identity.
+    service_proxy: bool = False
+    proxy_kubeconfig: Path | None = None
 
     def capacity(self) -> dict[str, str]:
         cap = {

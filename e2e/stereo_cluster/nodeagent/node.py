@@ -30,11 +30,14 @@ def node_manifest(cfg: NodeConfig) -> dict[str, Any]:
         "kubernetes.io/arch": "amd64",
         **cfg.labels,
     }
+    spec: dict[str, Any] = {"taints": [t.manifest() for t in cfg.taints]}
+    if cfg.pod_cidr:
+        spec.update(podCIDR=cfg.pod_cidr, podCIDRs=[cfg.pod_cidr])
     return {
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {"name": cfg.name, "labels": labels},
-        "spec": {"taints": [t.manifest() for t in cfg.taints]},
+        "spec": spec,
     }
 
 
@@ -94,8 +97,19 @@ class NodeRegistration:
         except ApiException as exc:
             if exc.status != 409:
                 raise
+            self._set_pod_cidr()
         self.report_status()
         self.renew_lease()
+
+    def _set_pod_cidr(self) -> None:
+        # A node may set its own podCIDR once (the API makes it immutable afterwards).
+        if not self.cfg.pod_cidr or self.core.read_node(self.cfg.name).spec.pod_cidr:
+            return
+        spec = {"podCIDR": self.cfg.pod_cidr, "podCIDRs": [self.cfg.pod_cidr]}
+        try:
+            self.core.patch_node(self.cfg.name, {"spec": spec})
+        except ApiException as exc:
+            log.warning("podCIDR of node %s not set: %s", self.cfg.name, exc.reason)
 
     def report_status(self) -> None:
         self.core.patch_node_status(self.cfg.name, {"status": node_status(self.cfg, now_rfc3339())})

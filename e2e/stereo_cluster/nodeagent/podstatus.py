@@ -7,7 +7,7 @@ from typing import Any
 
 from stereo_cluster.nodeagent.timefmt import now_rfc3339
 
-HOST_IP = "127.0.0.1"
+HOST_IP = "127.0.0.1"  # the node's address (and every pod's, with host networking)
 
 
 @dataclass
@@ -25,10 +25,17 @@ class ContainerRecord:
     waiting_reason: str | None = None
     restart_count: int = 0
     last_exit: dict[str, Any] | None = None
+    # What the probes say (true without them): startup passed, readiness passing.
+    probe_started: bool = True
+    probe_ready: bool = True
 
     @property
     def running(self) -> bool:
         return self.pid is not None and self.exit_code is None
+
+    @property
+    def ready(self) -> bool:
+        return self.running and self.probe_started and self.probe_ready
 
     def state(self) -> dict[str, Any]:
         if self.exit_code is not None:
@@ -53,8 +60,8 @@ class ContainerRecord:
             "name": self.name,
             "image": self.image,
             "imageID": "",
-            "ready": self.running,
-            "started": self.running,
+            "ready": self.ready,
+            "started": self.running and self.probe_started,
             "restartCount": self.restart_count,
             "state": self.state(),
         }
@@ -91,12 +98,13 @@ def pod_status(
     init: list[ContainerRecord],
     main: list[ContainerRecord],
     start_time: str,
+    pod_ip: str = HOST_IP,
     message: str | None = None,
 ) -> dict[str, Any]:
     """The status document; conditions set by others (PodScheduled, DisruptionTarget) are kept."""
     now = now_rfc3339()
     initialized = all(c.exit_code == 0 for c in init)
-    ready = phase == "Running" and all(c.running for c in main)
+    ready = phase == "Running" and all(c.ready for c in main)
     reason = (
         None
         if ready
@@ -120,8 +128,8 @@ def pod_status(
         "conditions": kept + list(ours.values()),
         "hostIP": HOST_IP,
         "hostIPs": [{"ip": HOST_IP}],
-        "podIP": HOST_IP,
-        "podIPs": [{"ip": HOST_IP}],
+        "podIP": pod_ip,
+        "podIPs": [{"ip": pod_ip}],
         "startTime": start_time,
         "containerStatuses": [c.status() for c in main],
     }
