@@ -44,11 +44,31 @@ def _status(state_dir: Path) -> int:
     return 0 if healthy else 1
 
 
+def _run(state_dir: Path, name: str | None, command: list[str]) -> int:
+    """Start a long-lived process (an operator on the host, say) that `down` stops too."""
+    if not name or not command:
+        print("usage: stereo-cluster run --name NAME -- COMMAND...", file=sys.stderr)
+        return 2
+    control_plane = LocalCluster(state_dir).control_plane
+    if control_plane.state is None:
+        print(f"no cluster under {state_dir}: run `stereo-cluster up` first", file=sys.stderr)
+        return 1
+    pid = control_plane.add_process(name, command)
+    print(f"{name}: pid {pid}, log {control_plane.log_dir / (name + '.log')}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="stereo-cluster", description=__doc__)
-    p.add_argument("command", choices=("build", "up", "down", "status"))
+    p.add_argument("command", choices=("build", "up", "down", "status", "run"))
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
-    args = p.parse_args(argv)
+    p.add_argument("--name", help="run: the process's name in the cluster state")
+    argv = sys.argv[1:] if argv is None else argv
+    # Everything after `--` is the command of `run`, options included.
+    command = argv[argv.index("--") + 1 :] if "--" in argv else []
+    args = p.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    if args.command == "run":
+        return _run(args.state_dir, args.name, command)
     if args.command == "build":
         print(f"control plane binaries: {build_control_plane()}")
         return 0
