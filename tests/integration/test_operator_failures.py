@@ -111,15 +111,3 @@ def test_an_unreadable_source_fails_with_a_readable_reason_and_spares_others(
         harness.wait_phase("fine", "Succeeded", "Failed", timeout=90)["status"]["phase"]
         == "Succeeded"
     )
-
-
-def test_backends_not_available_yet_fail_clearly(harness: Harness, media: dict) -> None:
-    harness.start_operator()
-    harness.create_videojob(
-        "remote",
-        media["4s"],
-        backend={"type": "http", "engine": "builtin", "http": {"url": "http://infer:8080"}},
-    )
-    vj = harness.wait_phase("remote", "Failed", timeout=30)
-    assert vj["status"]["message"] == "backend 'http' not available yet"
-    assert harness.jobs() == []

@@ -9,7 +9,6 @@ import pytest
 from stereo_operator import jobs
 from stereo_operator.labels import Role
 from stereo_operator.reconcile import (
-    BACKEND_UNAVAILABLE,
     BAD_INPUT,
     OUTPUT_MISSING,
     PLAN_UNREADABLE,
@@ -472,7 +471,7 @@ def test_a_failed_videojob_only_stops_its_running_jobs() -> None:
 
 
 @pytest.mark.parametrize("kind", ["http", "managed"])
-def test_backends_not_built_yet_fail_with_a_clear_message(kind: str) -> None:
+def test_http_and_managed_backends_are_available(kind: str) -> None:
     extra = (
         {"http": {"url": "http://infer:8080"}}
         if kind == "http"
@@ -482,10 +481,8 @@ def test_backends_not_built_yet_fail_with_a_clear_message(kind: str) -> None:
     actions = decide(snapshot(vj_spec=vj_spec))
     patch = actions.videojob_patch
     assert patch is not None
-    assert patch["phase"] == "Failed"
-    assert patch["message"] == f"backend '{kind}' not available yet"
-    assert condition(actions, "Failed")["reason"] == BACKEND_UNAVAILABLE
-    assert actions.create_jobs == []
+    assert patch["phase"] == "Splitting"
+    assert [j["metadata"]["labels"]["stereo.dev/role"] for j in actions.create_jobs] == ["split"]
 
 
 # -- Counters, ETA -----------------------------------------------------------------------------

@@ -59,7 +59,7 @@ def test_prepare_reports_an_invalid_spec() -> None:
     assert prepared.snapshot is None and prepared.invalid_spec
 
 
-def test_prepare_reports_an_unavailable_backend() -> None:
+def test_prepare_builds_the_http_backend() -> None:
     body = {
         "metadata": {"namespace": REF.namespace, "name": REF.name, "uid": REF.uid},
         "spec": {
@@ -69,7 +69,8 @@ def test_prepare_reports_an_unavailable_backend() -> None:
     }
     prepared = prepare(CONFIG, None, body, {}, {}, {}, NOW)
     assert prepared.snapshot is not None
-    assert prepared.snapshot.backend_error == "backend 'http' not available yet"
+    assert prepared.snapshot.backend_error is None
+    assert prepared.backend is not None and prepared.backend.name == "http"
 
 
 def test_kopf_settings_keep_kopf_out_of_the_strict_status() -> None:

@@ -6,7 +6,9 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from stereo_operator.backends.base import Backend, BackendUnavailable
+from stereo_operator.backends.http import HttpBackend
 from stereo_operator.backends.job import JobBackend
+from stereo_operator.backends.managed import SageMakerAsyncBackend
 from stereo_operator.backends.stub import StubBackend
 from stereo_operator.config import OperatorConfig
 from stereo_operator.views import JobView
@@ -31,4 +33,8 @@ def backend_for(
         return JobBackend(ref, spec, config, jobs_of_videojob, kube)
     if kind is BackendType.STUB:
         return StubBackend(ref, spec, config, jobs_of_videojob, kube)
+    if kind is BackendType.HTTP:
+        return HttpBackend(ref, spec, config, kube)
+    if kind is BackendType.MANAGED:
+        return SageMakerAsyncBackend(ref, spec, config, kube)
     raise BackendUnavailable(f"backend '{kind.value}' not available yet")
