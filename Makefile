@@ -11,6 +11,7 @@ lint: setup
 	$(PY)/ruff format --check .
 	$(PY)/mypy
 	$(PY)/stereo-crdgen --check
+	scripts/sync-chart-crds --check
 
 test: lint
 	$(PY)/pytest -q -p no:cacheprovider
@@ -29,3 +30,4 @@ cluster-down:
 
 crds: setup
 	$(PY)/stereo-crdgen
+	scripts/sync-chart-crds
