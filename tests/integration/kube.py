@@ -9,8 +9,14 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def eventually(probe: Callable[[], T | None], timeout: float = 60.0, what: str = "condition") -> T:
-    """Poll `probe` until it returns something truthy; fail with `what` after `timeout`."""
+def eventually(
+    probe: Callable[[], T | None],
+    timeout: float = 60.0,
+    what: str = "condition",
+    on_timeout: Callable[[], str] = str,
+) -> T:
+    """Poll `probe` until it returns something truthy; fail with `what` (and whatever
+    `on_timeout` adds, such as a log tail) after `timeout`."""
     deadline = time.monotonic() + timeout
     last: T | None = None
     while time.monotonic() < deadline:
@@ -18,4 +24,6 @@ def eventually(probe: Callable[[], T | None], timeout: float = 60.0, what: str =
         if last:
             return last
         time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what} (last: {last!r})" + on_timeout()
+    )

@@ -28,6 +28,7 @@ from kubernetes.client.exceptions import ApiException
 from stereo_cluster import kubeconfig as kubeconfig_files
 from stereo_cluster.controlplane import ClusterState
 from stereo_cluster.pki import CertificateAuthority
+from tests.integration.kube import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "operator" / "stereo_operator"
@@ -117,19 +118,7 @@ def setup_cluster(admin: Path, api: client.ApiClient) -> ClusterAccess:
     )
 
 
-def wait_for(
-    probe: Callable[[], T | None], timeout: float, what: str, on_timeout: Callable[[], str] = str
-) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(
-        f"timed out after {timeout}s waiting for {what} (last: {last!r})" + on_timeout()
-    )
+wait_for = eventually
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,16 +5,10 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from stereo_infer.errors import UnknownFormatError
+from stereo_types.formats import OutputFormat
 
-
-class StereoFormat(StrEnum):
-    FULL_SBS = "full-sbs"
-    HALF_SBS = "half-sbs"
-    FULL_TB = "full-tb"
-    HALF_TB = "half-tb"
-    ANAGLYPH = "anaglyph"
-    CROSS_EYED = "cross-eyed"
-    VR180 = "vr180"
+# The VideoJob's format enum is the single list of formats; engines name it for what it is here.
+StereoFormat = OutputFormat
 
 
 class Layout(StrEnum):
