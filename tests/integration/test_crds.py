@@ -34,7 +34,9 @@ def kubectl(
 
 @pytest.fixture(scope="module")
 def crds(kubeconfig: Path, api: client.ApiClient) -> Iterator[None]:
-    applied = kubectl(kubeconfig, "apply", "--server-side", "-f", str(ROOT / "crds"))
+    applied = kubectl(
+        kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds")
+    )
     assert applied.returncode == 0, applied.stderr
     ext = client.ApiextensionsV1Api(api)
 

@@ -87,9 +87,23 @@ def _wait_established(api: client.ApiClient, names: list[str]) -> None:
 
 def setup_cluster(admin: Path, api: client.ApiClient) -> ClusterAccess:
     """CRDs (ours and kopf's peering), the operator's identity and its RBAC."""
-    kubectl(admin, "apply", "--server-side", "-f", str(ROOT / "crds"))
-    kubectl(admin, "apply", "--server-side", "-f", str(PACKAGE / "manifests" / "kopf-peering.yaml"))
-    kubectl(admin, "apply", "--server-side", "-f", str(PACKAGE / "manifests" / "rbac.yaml"))
+    kubectl(admin, "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    kubectl(
+        admin,
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        str(PACKAGE / "manifests" / "kopf-peering.yaml"),
+    )
+    kubectl(
+        admin,
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        str(PACKAGE / "manifests" / "rbac.yaml"),
+    )
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRoleBinding",
@@ -103,7 +117,15 @@ def setup_cluster(admin: Path, api: client.ApiClient) -> ClusterAccess:
             {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": OPERATOR_USER}
         ],
     }
-    kubectl(admin, "apply", "--server-side", "-f", "-", stdin=yaml.safe_dump(binding))
+    kubectl(
+        admin,
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        "-",
+        stdin=yaml.safe_dump(binding),
+    )
     _wait_established(
         api,
         [

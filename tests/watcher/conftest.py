@@ -56,6 +56,7 @@ def watcher_crds(kubeconfig: Path, api: client.ApiClient) -> None:
             f"--kubeconfig={kubeconfig}",
             "apply",
             "--server-side",
+            "--force-conflicts",
             "-f",
             str(ROOT / "crds"),
         ],

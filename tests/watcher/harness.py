@@ -261,6 +261,7 @@ def watcher_kubeconfig(api: client.ApiClient, kubeconfig: Path, path: Path) -> P
             f"--kubeconfig={kubeconfig}",
             "apply",
             "--server-side",
+            "--force-conflicts",
             "-f",
             str(RBAC_MANIFEST),
         ],

@@ -28,9 +28,15 @@ def _ensure_target(source: Path, target: Path) -> None:
 
 def bind(source: str, target: str, read_only: bool) -> None:
     _ensure_target(Path(source), Path(target))
-    subprocess.run(["mount", "--bind", source, target], check=True)
+    # No canonicalizing: mount(8) would resolve /proc/<pid>/fd/N back to a path name, which
+    # a volume mounted above it may already hide.
+    subprocess.run(["mount", "--no-canonicalize", "--bind", source, target], check=True)
     if read_only:
         subprocess.run(["mount", "-o", "remount,bind,ro", target], check=True)
+
+
+def _hides(target: str, path: str) -> bool:
+    return Path(path) != Path(target) and Path(path).is_relative_to(target)
 
 
 def _depth(mount: dict[str, Any]) -> int:
@@ -49,8 +55,15 @@ def main(argv: list[str]) -> None:
     # otherwise hide them. The binds then go through /proc/<pid>/fd.
     held = [os.open(m["source"], os.O_PATH) for m in mounts]
     cwd = os.open(spec["cwd"], os.O_PATH | os.O_DIRECTORY)
+    kept = [(path, os.open(path, os.O_PATH | os.O_DIRECTORY)) for path in spec.get("keep", [])]
     for mount, fd in zip(mounts, held, strict=True):
         bind(f"/proc/{os.getpid()}/fd/{fd}", mount["target"], mount["read_only"])
+        os.close(fd)
+    # The container runs from the host's project environment: an emptyDir at /tmp over a
+    # checkout under /tmp would hide its programs, so bind those directories back on top.
+    for path, fd in kept:
+        if any(_hides(m["target"], path) for m in mounts):
+            bind(f"/proc/{os.getpid()}/fd/{fd}", path, read_only=False)
         os.close(fd)
     if spec.get("hostname"):
         socket.sethostname(spec["hostname"])

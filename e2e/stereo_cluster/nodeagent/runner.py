@@ -56,6 +56,17 @@ class Launch:
     mounts: list[Mount]
 
 
+# What every container runs from: the project's checkout (editable sources) and its
+# interpreter. They must stay visible even under a volume mounted above them.
+_HOST_ENVIRONMENT = sorted(
+    {
+        str(Path(__file__).resolve().parents[3]),
+        str(Path(sys.prefix).resolve()),
+        str(Path(sys.base_prefix).resolve()),
+    }
+)
+
+
 def _exit_code(returncode: int) -> int:
     # Like a container runtime: death by signal N is exit code 128 + N.
     return 128 - returncode if returncode < 0 else returncode
@@ -316,6 +327,7 @@ class PodRunner(threading.Thread):
                     "cwd": str(cwd),
                     "mounts": [m.as_dict() for m in mounts],
                     "hostname": hostname,
+                    "keep": _HOST_ENVIRONMENT,
                 }
             )
         )
