@@ -191,18 +191,7 @@ def split_job(
         "--pre-roll",
         str(spec.stereo.pre_roll_frames),
     ]
-    return build_job(
-        name=split_job_name(ref),
-        namespace=ref.namespace,
-        job_labels=labels.job_labels(ref, Role.SPLIT),
-        owner=videojob_owner(ref),
-        template=config.media,
-        args=args,
-        env=_identity_env(ref),
-        gpus=config.media.gpus,
-        # Transient failures (exit 75, a lost node) are retried by the Job controller itself.
-        backoff_limit=spec.max_retries,
-    )
+    return _media_job(ref, spec, config, Role.SPLIT, split_job_name(ref), args)
 
 
 def assemble_job(
@@ -221,15 +210,28 @@ def assemble_job(
         "--container",
         spec.encoding.container.value,
     ]
+    return _media_job(ref, spec, config, Role.ASSEMBLE, assemble_job_name(ref), args)
+
+
+def _media_job(
+    ref: VideoJobRef,
+    spec: VideoJobSpec,
+    config: OperatorConfig,
+    role: Role,
+    name: str,
+    args: list[str],
+) -> Manifest:
+    """A split or assemble Job: the media template, owned by the VideoJob."""
     return build_job(
-        name=assemble_job_name(ref),
+        name=name,
         namespace=ref.namespace,
-        job_labels=labels.job_labels(ref, Role.ASSEMBLE),
+        job_labels=labels.job_labels(ref, role),
         owner=videojob_owner(ref),
         template=config.media,
         args=args,
         env=_identity_env(ref),
         gpus=config.media.gpus,
+        # Transient failures (exit 75, a lost node) are retried by the Job controller itself.
         backoff_limit=spec.max_retries,
     )
 
