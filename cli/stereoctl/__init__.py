@@ -1,0 +1,1 @@
+"""stereoctl: submit, follow and fetch stereo-conversion VideoJobs on any cluster."""

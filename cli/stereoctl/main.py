@@ -1,0 +1,5 @@
+"""The stereoctl command tree."""
+
+import typer
+
+app = typer.Typer(help="Submit, follow and fetch stereo-conversion VideoJobs.")
