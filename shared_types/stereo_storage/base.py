@@ -6,7 +6,7 @@ import contextlib
 import os
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,6 +20,9 @@ StrPath = str | os.PathLike[str]
 # Temp files share the target's directory so os.replace is a same-filesystem
 # rename; the prefix lets listings skip half-written files.
 TEMP_PREFIX = ".stereo-partial-"
+
+# Called with the bytes moved since the previous call (a progress bar's advance).
+ProgressCallback = Callable[[int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,16 +102,24 @@ class ObjectStore(ABC):
         """Metadata of one object, or None when it does not exist."""
 
     @abstractmethod
-    def upload_file(self, local_path: StrPath, uri: str) -> None:
+    def upload_file(
+        self, local_path: StrPath, uri: str, progress: ProgressCallback | None = None
+    ) -> None:
         """Stream a local file to ``uri``; the object appears only once complete."""
 
     @abstractmethod
-    def download_file(self, uri: str, local_path: StrPath) -> None:
+    def download_file(
+        self, uri: str, local_path: StrPath, progress: ProgressCallback | None = None
+    ) -> None:
         """Stream ``uri`` to a local file; raises ObjectNotFound when it is missing."""
 
     @abstractmethod
     def list_prefix(self, uri: str) -> Iterator[ObjectStat]:
         """Every object whose URI starts with ``uri`` (a key prefix, not a folder)."""
+
+    @abstractmethod
+    def delete(self, uri: str) -> None:
+        """Delete exactly the object ``uri``; an object already gone is not an error."""
 
     @abstractmethod
     def delete_prefix(self, uri: str) -> int:

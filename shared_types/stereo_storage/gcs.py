@@ -21,6 +21,7 @@ from google.oauth2 import service_account
 from .base import (
     ObjectStat,
     ObjectStore,
+    ProgressCallback,
     StrPath,
     atomic_target,
     expires_seconds,
@@ -156,7 +157,9 @@ class GCSStore(ObjectStore):
                 return None
         return None if blob is None else self._blob_stat(blob)
 
-    def upload_file(self, local_path: StrPath, uri: str) -> None:
+    def upload_file(
+        self, local_path: StrPath, uri: str, progress: ProgressCallback | None = None
+    ) -> None:
         bucket, key = split_bucket_uri(uri, "gs")
         require_key(uri, key)
         with open(local_path, "rb") as source:
@@ -178,8 +181,13 @@ class GCSStore(ObjectStore):
                     )
             except _SDK_ERRORS as exc:
                 _translate(exc, uri)
+        # The client has no per-chunk hook: progress is reported once, when done.
+        if progress is not None:
+            progress(size)
 
-    def download_file(self, uri: str, local_path: StrPath) -> None:
+    def download_file(
+        self, uri: str, local_path: StrPath, progress: ProgressCallback | None = None
+    ) -> None:
         bucket, key = split_bucket_uri(uri, "gs")
         require_key(uri, key)
         # Without a chunk size the body is streamed to disk; checksums are verified.
@@ -189,6 +197,8 @@ class GCSStore(ObjectStore):
                 blob.download_to_filename(str(tmp), timeout=self._timeout, retry=self._retry)
         except _SDK_ERRORS as exc:
             _translate(exc, uri)
+        if progress is not None:
+            progress(os.path.getsize(local_path))
 
     def list_prefix(self, uri: str) -> Iterator[ObjectStat]:
         bucket, prefix = split_bucket_uri(uri, "gs")
@@ -197,6 +207,16 @@ class GCSStore(ObjectStore):
                 bucket, prefix=prefix or None, timeout=self._timeout, retry=self._retry
             ):
                 yield self._blob_stat(blob)
+        except _SDK_ERRORS as exc:
+            _translate(exc, uri)
+
+    def delete(self, uri: str) -> None:
+        bucket, key = split_bucket_uri(uri, "gs")
+        require_key(uri, key)
+        try:
+            self._client.bucket(bucket).blob(key).delete(timeout=self._timeout, retry=self._retry)
+        except gexc.NotFound:
+            return  # gone already (or a retry after the first try deleted it)
         except _SDK_ERRORS as exc:
             _translate(exc, uri)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +14,7 @@ from .base import (
     TEMP_PREFIX,
     ObjectStat,
     ObjectStore,
+    ProgressCallback,
     StrPath,
     atomic_target,
     require_prefix,
@@ -48,11 +48,14 @@ def _translate(exc: OSError, uri: str) -> NoReturn:
     raise StorageError(msg, uri=uri) from exc
 
 
-def _copy(src: BinaryIO, dst: Path) -> None:
+def _copy(src: BinaryIO, dst: Path, progress: ProgressCallback | None = None) -> None:
     # Stream in bounded chunks and fsync, so the rename that follows publishes
     # complete, durable bytes even on NFS.
     with dst.open("wb") as fout:
-        shutil.copyfileobj(src, fout, _COPY_BUFFER)
+        while chunk := src.read(_COPY_BUFFER):
+            fout.write(chunk)
+            if progress is not None:
+                progress(len(chunk))
         fout.flush()
         os.fsync(fout.fileno())
 
@@ -108,21 +111,25 @@ class LocalStore(ObjectStore):
         except OSError as exc:
             _translate(exc, uri)
 
-    def upload_file(self, local_path: StrPath, uri: str) -> None:
+    def upload_file(
+        self, local_path: StrPath, uri: str, progress: ProgressCallback | None = None
+    ) -> None:
         path = self.path_of(uri)
         # Opened outside the translation: a missing source is the caller's error.
         with open(local_path, "rb") as src:
             try:
                 with atomic_target(path) as tmp:
-                    _copy(src, tmp)
+                    _copy(src, tmp, progress)
             except OSError as exc:
                 _translate(exc, uri)
 
-    def download_file(self, uri: str, local_path: StrPath) -> None:
+    def download_file(
+        self, uri: str, local_path: StrPath, progress: ProgressCallback | None = None
+    ) -> None:
         path = self.path_of(uri)
         try:
             with path.open("rb") as src, atomic_target(local_path) as tmp:
-                _copy(src, tmp)
+                _copy(src, tmp, progress)
         except OSError as exc:
             _translate(exc, uri)
 
@@ -152,6 +159,17 @@ class LocalStore(ObjectStore):
                 continue  # deleted while listing
             except OSError as exc:
                 _translate(exc, uri)
+
+    def delete(self, uri: str) -> None:
+        path = self.path_of(uri)
+        if uri.endswith("/") or path.is_dir():
+            raise StorageError(f"{uri!r} names a folder, not an object", uri=uri)
+        try:
+            path.unlink()
+        except (FileNotFoundError, NotADirectoryError):
+            return  # gone already (or a parent is a file: no such object either)
+        except OSError as exc:
+            _translate(exc, uri)
 
     def delete_prefix(self, uri: str) -> int:
         prefix = self._prefix_of(uri)

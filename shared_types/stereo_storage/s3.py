@@ -17,6 +17,7 @@ from botocore.config import Config
 from .base import (
     ObjectStat,
     ObjectStore,
+    ProgressCallback,
     StrPath,
     atomic_target,
     expires_seconds,
@@ -156,22 +157,30 @@ class S3Store(ObjectStore):
             updated=head.get("LastModified"),
         )
 
-    def upload_file(self, local_path: StrPath, uri: str) -> None:
+    def upload_file(
+        self, local_path: StrPath, uri: str, progress: ProgressCallback | None = None
+    ) -> None:
         bucket, key = split_bucket_uri(uri, "s3")
         require_key(uri, key)
         try:
             # Multipart above the threshold; S3 shows the object only after
             # CompleteMultipartUpload, so readers never see a partial one.
-            self._client.upload_file(str(local_path), bucket, key, Config=self._transfer)
+            self._client.upload_file(
+                str(local_path), bucket, key, Config=self._transfer, Callback=progress
+            )
         except _SDK_ERRORS as exc:
             _translate(exc, uri)
 
-    def download_file(self, uri: str, local_path: StrPath) -> None:
+    def download_file(
+        self, uri: str, local_path: StrPath, progress: ProgressCallback | None = None
+    ) -> None:
         bucket, key = split_bucket_uri(uri, "s3")
         require_key(uri, key)
         try:
             with atomic_target(local_path) as tmp:
-                self._client.download_file(bucket, key, str(tmp), Config=self._transfer)
+                self._client.download_file(
+                    bucket, key, str(tmp), Config=self._transfer, Callback=progress
+                )
         except _SDK_ERRORS as exc:
             _translate(exc, uri)
 
@@ -184,6 +193,18 @@ class S3Store(ObjectStore):
                     yield self._stat_of(bucket, item)
         except _SDK_ERRORS as exc:
             _translate(exc, uri)
+
+    def delete(self, uri: str) -> None:
+        bucket, key = split_bucket_uri(uri, "s3")
+        require_key(uri, key)
+        try:
+            # S3 answers 204 whether or not the key existed: deleting twice is fine.
+            self._client.delete_object(Bucket=bucket, Key=key)
+        except _SDK_ERRORS as exc:
+            try:
+                _translate(exc, uri)
+            except ObjectNotFound:
+                return  # e.g. NoSuchKey from S3-compatible servers that do say so
 
     def delete_prefix(self, uri: str) -> int:
         bucket, prefix = split_bucket_uri(uri, "s3")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import difflib
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from stereo_types import generated
 from stereo_types.base import JsonDict, cel_rule
 from stereo_types.names import (
     GROUP,
@@ -300,34 +300,13 @@ def default_crd_dir() -> Path:
     return repo / "crds" if (repo / "pyproject.toml").is_file() else Path.cwd() / "crds"
 
 
+def crd_files() -> dict[Path, str]:
+    return {Path(name): text for name, text in render_crds().items()}
+
+
 def drift(directory: Path) -> list[str]:
     """Unified diffs between the files in directory and the generated CRDs."""
-    diffs = []
-    for name, expected in render_crds().items():
-        path = directory / name
-        actual = path.read_text() if path.is_file() else ""
-        if actual != expected:
-            diffs.append(
-                "".join(
-                    difflib.unified_diff(
-                        actual.splitlines(keepends=True),
-                        expected.splitlines(keepends=True),
-                        fromfile=f"{path} (committed)",
-                        tofile=f"{path} (generated)",
-                    )
-                )
-            )
-    return diffs
-
-
-def write_crds(directory: Path) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, text in render_crds().items():
-        path = directory / name
-        path.write_text(text)
-        written.append(path)
-    return written
+    return generated.drift(directory, crd_files())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -338,17 +317,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=None, help="CRD folder (default: crds/)")
     args = parser.parse_args(argv)
     directory: Path = args.dir or default_crd_dir()
-    if args.check:
-        diffs = drift(directory)
-        for diff in diffs:
-            sys.stdout.write(diff)
-        if diffs:
-            print("CRDs are stale: run stereo-crdgen", file=sys.stderr)
-            return 1
-        return 0
-    for path in write_crds(directory):
-        print(f"wrote {path}")
-    return 0
+    return generated.write_or_check(
+        directory, crd_files(), check=args.check, command="stereo-crdgen"
+    )
 
 
 if __name__ == "__main__":

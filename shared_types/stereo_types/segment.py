@@ -78,6 +78,23 @@ class SegmentCompletion(StatusModel):
     """When the operator recorded this completion."""
 
 
+class SegmentConversion(StatusModel):
+    """Conversion figures of the attempt whose output completed the segment."""
+
+    wall_seconds: float = Field(ge=0)
+    """From the attempt's start to its output in storage (queueing and start-up included)."""
+    frames: int = Field(ge=0)
+    """Frames the segment contributes to the output."""
+    frames_per_second: float | None = Field(default=None, ge=0)
+    """Frames over wall seconds; absent when the wall time rounds to zero."""
+    input_bytes: int | None = Field(default=None, ge=0)
+    """Size of the segment's input object; absent when storage could not tell."""
+    seconds_per_mb: float | None = Field(default=None, ge=0)
+    """Wall seconds per megabyte (10^6 bytes) of input."""
+    attempts: int = Field(ge=0)
+    """Attempts the segment took, this one included."""
+
+
 def _sign(difference: int) -> int:
     return (difference > 0) - (difference < 0)
 
@@ -184,12 +201,16 @@ class SegmentStatus(StatusModel):
     """Details of the last failed attempt."""
     start_time: AwareDatetime | None = None
     """When the first attempt started."""
+    attempt_start_time: AwareDatetime | None = None
+    """When the current (or last) attempt started."""
     completion_time: AwareDatetime | None = None
     """When the segment completed or finally failed."""
     next_attempt_time: AwareDatetime | None = None
     """Earliest time of the next attempt (retry backoff)."""
     completion: SegmentCompletion | None = None
     """The output object, once storage reported it."""
+    conversion: SegmentConversion | None = None
+    """Conversion figures, recorded with the completion."""
     observed_generation: int | None = Field(default=None, ge=0)
     """metadata.generation this status was computed for."""
     conditions: ConditionList = Field(default_factory=list)

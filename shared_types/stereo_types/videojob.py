@@ -150,6 +150,23 @@ def format_progress(completed: int, total: int) -> str:
     return f"{completed}/{total}"
 
 
+class ConversionSummary(StatusModel):
+    """The conversion figures of the completed segments, together (a few numbers, however
+    many segments)."""
+
+    segments_measured: int = Field(ge=0)
+    """Completed segments with conversion figures."""
+    frames: int = Field(ge=0)
+    """Frames of those segments."""
+    conversion_seconds: float = Field(ge=0)
+    """Their wall seconds, added up."""
+    frames_per_second: float | None = Field(default=None, ge=0)
+    """Frames over conversion seconds: the mean rate of one inference Job."""
+    seconds_per_mb: float | None = Field(default=None, ge=0)
+    """Wall seconds per megabyte (10^6 bytes) of input, over the segments whose input size
+    is known."""
+
+
 class VideoJobStatus(StatusModel):
     """Observed state of a VideoJob: counters and conditions only, since a
     VideoJob can have thousands of segments."""
@@ -176,6 +193,8 @@ class VideoJobStatus(StatusModel):
     """When the VideoJob succeeded or failed."""
     estimated_completion_time: AwareDatetime | None = None
     """Estimate of when the VideoJob will finish, from the segments done so far."""
+    conversion: ConversionSummary | None = None
+    """Conversion figures of the completed segments, together."""
     message: str | None = Field(default=None, max_length=MAX_MESSAGE_LENGTH)
     """Human-readable summary of the current state."""
     observed_generation: int | None = Field(default=None, ge=0)
