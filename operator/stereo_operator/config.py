@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from stereo_storage import StorageConfig
@@ -39,10 +39,51 @@ class PodTemplate(_Model):
     env_from: list[dict[str, Any]] = Field(default_factory=list)
     labels: dict[str, str] = Field(default_factory=dict)
     ttl_seconds_after_finished: int = Field(default=3600, ge=0)
+    volumes: list[dict[str, Any]] = Field(default_factory=list)
+    """Extra pod volumes (a model cache, a shared workspace), mounted by volume_mounts."""
+    volume_mounts: list[dict[str, Any]] = Field(default_factory=list)
+    pod_security_context: dict[str, Any] = Field(default_factory=dict)
+    security_context: dict[str, Any] = Field(default_factory=dict)
+    """The container's security context."""
+
+    @model_validator(mode="after")
+    def _mounts_name_volumes(self) -> Self:
+        # The API server would refuse each Job; say so once, at start-up.
+        names = {v.get("name") for v in self.volumes}
+        unknown = sorted({str(m.get("name")) for m in self.volume_mounts} - names)
+        if unknown:
+            raise ValueError(f"volumeMounts name volumes that are not in volumes: {unknown}")
+        return self
 
 
 def _inference_template() -> PodTemplate:
     return PodTemplate(gpus=1, tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists"}])
+
+
+class LivenessConfig(_Model):
+    """The liveness endpoint fails when the operator's watch streams have gone silent: the
+    operator renews a heartbeat Lease and watches it come back through kopf's streams."""
+
+    heartbeat_seconds: float = Field(default=10.0, gt=0, le=300)
+    """How often the heartbeat Lease is renewed."""
+    timeout_seconds: float = Field(default=120.0, gt=0, le=3600)
+    """Liveness fails once a renewal has not come back through the watch within this long.
+    Longer than kopf's 70 s inactivity timeout, so a stalled stream gets its reconnect first."""
+    lease_name: str = Field(
+        default="stereo-operator-heartbeat",
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+    )
+    """The Lease, in the operator's namespace (or the first namespace it serves)."""
+
+    @model_validator(mode="after")
+    def _timeout_exceeds_heartbeat(self) -> Self:
+        if self.timeout_seconds <= self.heartbeat_seconds:
+            raise ValueError(
+                f"liveness.timeoutSeconds ({self.timeout_seconds:g}) must exceed "
+                f"liveness.heartbeatSeconds ({self.heartbeat_seconds:g})"
+            )
+        return self
 
 
 class OperatorConfig(_Model):
@@ -64,6 +105,10 @@ class OperatorConfig(_Model):
     credentials live, never holds them; keys are snake_case as in stereo_storage."""
     cleanup_attempts: int = Field(default=3, ge=1, le=20)
     """Tries at deleting a deleted VideoJob's files before letting it go with a Warning."""
+    liveness: LivenessConfig = Field(default_factory=LivenessConfig)
+    watch_timeout_seconds: int | None = Field(default=None, ge=1, le=3600)
+    """The API server ends each watch request after this long and kopf opens it again
+    (checking permissions anew); None: the server's own limit (30 to 60 minutes)."""
 
 
 def load_config(path: Path | None = None) -> OperatorConfig:

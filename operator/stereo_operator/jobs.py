@@ -86,7 +86,15 @@ def _pod_spec(
     resources = _resources(template, gpus)
     if resources:
         container["resources"] = resources
+    if template.volume_mounts:
+        container["volumeMounts"] = copy.deepcopy(template.volume_mounts)
+    if template.security_context:
+        container["securityContext"] = copy.deepcopy(template.security_context)
     pod: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
+    if template.volumes:
+        pod["volumes"] = copy.deepcopy(template.volumes)
+    if template.pod_security_context:
+        pod["securityContext"] = copy.deepcopy(template.pod_security_context)
     if template.node_selector:
         pod["nodeSelector"] = dict(template.node_selector)
     if template.tolerations:

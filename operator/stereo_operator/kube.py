@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client, config
@@ -56,6 +57,7 @@ class Kube:
         self.batch = client.BatchV1Api(api)
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        self.coordination = client.CoordinationV1Api(api)
 
     # -- Jobs --------------------------------------------------------------------------------
 
@@ -181,7 +183,55 @@ class Kube:
         _count("patch", "videojobs/status", 200)
         return True
 
+    # -- Heartbeat (liveness) ----------------------------------------------------------------
+
+    def renew_lease(
+        self, namespace: str, name: str, holder: str, renew_time: datetime, duration: int
+    ) -> None:
+        """Set the heartbeat Lease's renewTime, creating the Lease the first time."""
+        spec = {
+            "holderIdentity": holder,
+            "renewTime": renew_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "leaseDurationSeconds": duration,
+        }
+        try:
+            self.coordination.patch_namespaced_lease(
+                name, namespace, {"spec": spec}, _content_type=MERGE_PATCH
+            )
+            _count("patch", "leases", 200)
+            return
+        except ApiException as exc:
+            _count("patch", "leases", exc.status)
+            if exc.status != 404:
+                raise
+        body = {"metadata": {"name": name, "namespace": namespace}, "spec": spec}
+        try:
+            self.coordination.create_namespaced_lease(namespace, body)
+        except ApiException as exc:
+            _count("create", "leases", exc.status)
+            if exc.status != 409:  # another replica made it: the next renewal patches it
+                raise
+            return
+        _count("create", "leases", 201)
+
     # -- Peering -----------------------------------------------------------------------------
+
+    def peering_status(self, name: str, namespace: str | None) -> dict[str, Any]:
+        """The peers kopf lists in a peering object ({} when there is none)."""
+        try:
+            if namespace:
+                body = self.custom.get_namespaced_custom_object(
+                    "kopf.dev", "v1", namespace, "kopfpeerings", name
+                )
+            else:
+                body = self.custom.get_cluster_custom_object(
+                    "kopf.dev", "v1", "clusterkopfpeerings", name
+                )
+        except ApiException as exc:
+            if exc.status == 404:
+                return {}
+            raise
+        return dict(body.get("status") or {})
 
     def ensure_peering(self, name: str, namespace: str | None) -> None:
         """kopf only patches its peering object; make sure there is one to patch."""

@@ -1,29 +1,18 @@
-"""Label keys on everything the operator creates, and the selectors built from them.
+"""The labels on everything the operator creates, and the selectors built from them.
 
-Every object carries the VideoJob's UID so that the objects of a deleted VideoJob that are
-still being garbage-collected are never mistaken for those of a re-created one.
+The keys are shared with clients (stereo_types.labels); the operator-only ones live here.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
-
+from stereo_types.labels import ATTEMPT, ROLE, SEGMENT_INDEX, VIDEOJOB, VIDEOJOB_UID, Role
 from stereo_types.layout import VideoJobRef
 
-VIDEOJOB = "stereo.dev/videojob"
-VIDEOJOB_UID = "stereo.dev/videojob-uid"
-ROLE = "stereo.dev/role"
-SEGMENT_INDEX = "stereo.dev/segment-index"
-ATTEMPT = "stereo.dev/attempt"
+__all__ = ["ATTEMPT", "ROLE", "SEGMENT_INDEX", "VIDEOJOB", "VIDEOJOB_UID", "Role"]
+
 KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
 # Set by the Job controller on the pods of a Job.
 JOB_NAME = "batch.kubernetes.io/job-name"
-
-
-class Role(StrEnum):
-    SPLIT = "split"
-    INFERENCE = "inference"
-    ASSEMBLE = "assemble"
 
 
 def videojob_labels(ref: VideoJobRef) -> dict[str, str]:

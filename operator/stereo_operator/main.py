@@ -22,17 +22,17 @@ from pathlib import Path
 
 import kopf
 
-from stereo_operator import labels
-from stereo_operator.config import load_config
+from stereo_operator import labels, liveness
+from stereo_operator.config import OperatorConfig, load_config
 from stereo_operator.handlers import register
 from stereo_operator.kube import Kube, api_client
 from stereo_operator.storage import Workspace
 from stereo_operator.tick import Runtime
+from stereo_types.labels import CLEANUP_FINALIZER
 
 log = logging.getLogger("stereo_operator")
 
 GROUP_PREFIX = "operator.stereo.dev"
-FINALIZER = "stereo.dev/cleanup"
 DEFAULT_PEERING = "stereo-operator"
 WRITER_THREADS = 8
 
@@ -83,11 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _DropTimerSuccess(logging.Filter):
-    """kopf logs every successful timer run at INFO: once per VideoJob per tick."""
+    """kopf logs every successful timer run at INFO: once per VideoJob per tick; and every
+    heartbeat the watch delivers."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return not (message.startswith("Timer ") and message.endswith(" succeeded."))
+        routine = message.startswith(("Timer ", "Handler 'heartbeat' "))
+        return not (routine and message.endswith(" succeeded."))
 
 
 def configure_logging(log_format: str, verbose: bool) -> None:
@@ -100,7 +102,7 @@ def configure_logging(log_format: str, verbose: bool) -> None:
     logging.getLogger("stereo_operator").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
-def settings_for(args: argparse.Namespace) -> kopf.OperatorSettings:
+def settings_for(args: argparse.Namespace, config: OperatorConfig) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     # The VideoJob and Segment status schemas are strict: kopf's default progress storage
     # (status.kopf) would be pruned by the API server. Annotations take anything.
@@ -108,7 +110,7 @@ def settings_for(args: argparse.Namespace) -> kopf.OperatorSettings:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP_PREFIX, key="last-handled-configuration"
     )
-    settings.persistence.finalizer = FINALIZER
+    settings.persistence.finalizer = CLEANUP_FINALIZER
     # kopf posts its object-log lines of this level and above as Events. INFO would make an
     # Event (an API request) of each handler success; the operator posts its own Events.
     settings.posting.level = logging.WARNING
@@ -117,11 +119,23 @@ def settings_for(args: argparse.Namespace) -> kopf.OperatorSettings:
     settings.watching.label_selectors["stereo.dev", "segments"] = labels.VIDEOJOB_UID
     settings.peering.lifetime = args.peering_lifetime
     settings.peering.stealth = True
+    settings.watching.server_timeout = config.watch_timeout_seconds
     return settings
 
 
+def heartbeat_target(config: OperatorConfig, namespaces: list[str]) -> liveness.Target:
+    """In the first namespace served (kopf watches no other), else the operator's own."""
+    namespace = namespaces[0] if namespaces else os.environ.get("POD_NAMESPACE") or "default"
+    return liveness.Target(namespace, config.liveness.lease_name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        endpoint = liveness.Endpoint.parse(args.liveness) if args.liveness else None
+    except ValueError as exc:
+        parser.error(str(exc))
     configure_logging(args.log_format, args.verbose)
     operator_config = load_config(Path(args.config) if args.config else None)
     api = api_client(args.kubeconfig, WRITER_THREADS + 2)
@@ -137,14 +151,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     registry = kopf.OperatorRegistry()
     register(registry, runtime)
     namespaces = list(dict.fromkeys(args.namespace))
+    settings = settings_for(args, operator_config)
     peering: dict[str, object] = {"standalone": True}
+    peers: liveness.Peering | None = None
     if not args.standalone:
         # Earlier start, higher priority: a second replica waits (paused) instead of
         # pausing both, as equal priorities would.
         priority = args.priority if args.priority is not None else -int(time.time() * 1000)
         peering = {"peering_name": args.peering, "priority": priority}
+        peers = liveness.Peering(args.peering, namespaces[0] if namespaces else None, priority)
         for namespace in namespaces or [None]:
             kube.ensure_peering(args.peering, namespace)
+    if endpoint is not None:
+        # Served by the operator itself, not kopf: kopf's endpoint answers while the event
+        # loop runs, even when no watch delivers anything any more.
+        target = heartbeat_target(operator_config, namespaces)
+        liveness.register(registry, kube, operator_config.liveness, endpoint, target, peers)
+        liveness.watch_only(settings, target)
     log.info(
         "starting: %s, %s",
         f"namespaces {namespaces}" if namespaces else "cluster-wide",
@@ -152,10 +175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     kopf.run(
         registry=registry,
-        settings=settings_for(args),
+        settings=settings,
         clusterwide=not namespaces,
         namespaces=namespaces,
-        liveness_endpoint=args.liveness,
         **peering,  # type: ignore[arg-type]
     )
     return 0

@@ -10,10 +10,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import Counter, Histogram, start_http_server
 from prometheus_client.core import REGISTRY, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from stereo_types.segment import SegmentConversion, SegmentSpec
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,30 @@ STORAGE_EVENT_LAG = Histogram(
     ["source"],
     buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
 )
+# Conversion figures of completed segments, by output format and engine: both small enums, so
+# the label sets stay bounded however many segments and VideoJobs there are.
+_CONVERSION_LABELS = ["format", "engine"]
+CONVERSION_SECONDS = Histogram(
+    "stereo_segment_conversion_seconds",
+    "Wall time of the attempt that converted a segment, from its start to its output",
+    _CONVERSION_LABELS,
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200),
+)
+CONVERSION_FPS = Histogram(
+    "stereo_segment_conversion_frames_per_second",
+    "Frames per wall second of the attempt that converted a segment",
+    _CONVERSION_LABELS,
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500),
+)
+CONVERSION_SECONDS_PER_MB = Histogram(
+    "stereo_segment_conversion_seconds_per_megabyte",
+    "Wall seconds per megabyte (10^6 bytes) of segment input",
+    _CONVERSION_LABELS,
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1000),
+)
+CONVERSION_FRAMES = Counter(
+    "stereo_segment_conversion_frames", "Frames of converted segments", _CONVERSION_LABELS
+)
 RECONCILE_SECONDS = Histogram(
     "stereo_reconcile_seconds", "Duration of one reconcile tick of one VideoJob"
 )
@@ -52,6 +79,18 @@ def observe_completion(
     )
     if start_time is not None:
         SEGMENT_DURATION.observe(max(0.0, (event_time - start_time).total_seconds()))
+
+
+def observe_conversion(spec: SegmentSpec, wire: Any) -> None:
+    """A segment's conversion figures, as recorded in its status (camelCase wire form)."""
+    figures = SegmentConversion.model_validate(wire)
+    labels = {"format": spec.format.value, "engine": spec.backend.engine.value}
+    CONVERSION_SECONDS.labels(**labels).observe(figures.wall_seconds)
+    CONVERSION_FRAMES.labels(**labels).inc(figures.frames)
+    if figures.frames_per_second is not None:
+        CONVERSION_FPS.labels(**labels).observe(figures.frames_per_second)
+    if figures.seconds_per_mb is not None:
+        CONVERSION_SECONDS_PER_MB.labels(**labels).observe(figures.seconds_per_mb)
 
 
 # name -> (help, {label values: value})

@@ -9,12 +9,12 @@ would have, and deciding twice from the same state gives the same writes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from stereo_operator import jobs, segments
+from stereo_operator import conversion, jobs, segments
 from stereo_operator.backends.base import AttemptPhase, AttemptState, SegmentObservation
 from stereo_operator.config import OperatorConfig
 from stereo_operator.segments import AttemptFailure, Patch, StoredObject, rfc3339
@@ -22,7 +22,7 @@ from stereo_operator.views import JobView, SegmentView
 from stereo_types.conditions import Condition, ConditionStatus, find_condition, set_condition
 from stereo_types.layout import StorageRoot, VideoJobRef
 from stereo_types.plan import SplitPlan
-from stereo_types.segment import SegmentCompletion, SegmentPhase
+from stereo_types.segment import SegmentCompletion, SegmentConversion, SegmentPhase
 from stereo_types.videojob import VideoJobPhase, VideoJobSpec, VideoJobStatus, format_progress
 
 # Condition types on a VideoJob.
@@ -40,6 +40,9 @@ SEGMENT_FAILED = "SegmentFailed"
 ASSEMBLE_FAILED = "AssembleFailed"
 OUTPUT_MISSING = "OutputMissing"
 INVALID_SPEC = "InvalidSpec"
+
+# Failure reason on a Segment that the operator stopped because its VideoJob failed.
+VIDEOJOB_FAILED = "VideoJobFailed"
 
 # An ETA from fewer completions than this is noise.
 ETA_MIN_COMPLETED = 3
@@ -93,9 +96,18 @@ class StorageNeeds:
     final_output: str | None = None
     failure_details: tuple[str, ...] = ()
     """Jobs whose pods' termination messages explain a failure about to be recorded."""
+    segment_inputs: tuple[tuple[int, str], ...] = ()
+    """Inputs of segments whose completion is about to be recorded (their conversion figures
+    need the size)."""
 
     def __bool__(self) -> bool:
-        return bool(self.plan or self.segment_outputs or self.final_output or self.failure_details)
+        return bool(
+            self.plan
+            or self.segment_outputs
+            or self.final_output
+            or self.failure_details
+            or self.segment_inputs
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +121,9 @@ class Fetched:
     final_checked: bool = False
     """Whether storage answered about the final output (None above then means absent)."""
     failure_details: Mapping[str, str] = field(default_factory=dict)
+    segment_inputs: Mapping[int, int | None] = field(default_factory=dict)
+    """Input sizes in bytes (None: absent); a segment storage did not answer about is left
+    out, and its figures go without the size."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,6 +227,15 @@ def _existing(snap: Snapshot) -> dict[int, SegmentView]:
     return {s.index: s for s in snap.segments if not s.deleting}
 
 
+def _completing_inputs(snap: Snapshot, segs: Iterable[SegmentView]) -> tuple[tuple[int, str], ...]:
+    return tuple(
+        (s.index, s.spec.input_uri)
+        for s in sorted(segs, key=lambda s: s.index)
+        if s.phase not in (SegmentPhase.COMPLETED, SegmentPhase.FAILED)
+        and (s.completion is not None or _awaits_check(snap, s))
+    )
+
+
 def storage_needs(snap: Snapshot) -> StorageNeeds:
     vj = snap.videojob
     phase = vj.status.phase
@@ -240,6 +264,7 @@ def storage_needs(snap: Snapshot) -> StorageNeeds:
             plan=len(existing) < vj.status.segments_total,
             segment_outputs=outputs,
             failure_details=failed,
+            segment_inputs=_completing_inputs(snap, existing.values()),
         )
     if phase is VideoJobPhase.ASSEMBLING:
         assemble = snap.assemble_job
@@ -265,6 +290,10 @@ class _Seg:
     launchable: bool = False
     failure_reason: str | None = None
     failure_message: str | None = None
+    conversion: SegmentConversion | None = None
+    """Figures recorded this tick (the view's status holds earlier ones)."""
+    stopped: bool = False
+    """Ended Failed only because the VideoJob failed (not counted as a failed segment)."""
 
 
 def _job_failure_message(job: JobView, details: Mapping[str, str], what: str) -> str:
@@ -303,6 +332,8 @@ class _Tick:
             self.running()
         if self.phase is VideoJobPhase.ASSEMBLING:
             self.assembling()
+        if self.failure is not None:
+            self.stop_unfinished(self.failure[1])
         self.out.videojob_patch = self.status_patch()
         return self.out
 
@@ -403,6 +434,10 @@ class _Tick:
                 budget -= 1
 
     def patch_segment(self, patch: SegmentPatch) -> None:
+        index = patch.segment.index
+        patch, figures = conversion.with_figures(patch, self.fetched.segment_inputs.get(index))
+        if figures is not None and index in self.segs:
+            self.segs[index].conversion = figures
         self.out.segment_patches.append(patch)
 
     def cancel(self, seg: _Seg, attempts: frozenset[int]) -> None:
@@ -561,6 +596,25 @@ class _Tick:
             if rest:
                 self.out.cancels.append(Cancel(view, rest))
 
+    def stop_unfinished(self, failure: str) -> None:
+        """The VideoJob failed: every segment not yet done ends Failed, saying why, in the
+        same patch as any transition this tick decided for it."""
+        self.out.resubmits = []
+        at = {sp.segment.index: i for i, sp in enumerate(self.out.segment_patches)}
+        for index, seg in sorted(self.segs.items()):
+            if seg.phase in (SegmentPhase.COMPLETED, SegmentPhase.FAILED):
+                continue
+            stop = segments.stopped_patch(VIDEOJOB_FAILED, failure, self.now)
+            if index in at:
+                earlier = self.out.segment_patches[at[index]]
+                merged = replace(earlier, patch={**earlier.patch, **stop}, retry=False)
+                self.out.segment_patches[at[index]] = merged
+            else:
+                rv = seg.view.resource_version  # a completion written meanwhile wins
+                self.patch_segment(SegmentPatch(seg.view, stop, resource_version=rv))
+            seg.phase, seg.stopped = SegmentPhase.FAILED, True
+            seg.occupies_slot = seg.launchable = False
+
     # -- the VideoJob's status ----------------------------------------------------------------
 
     def counters(self) -> dict[str, Any]:
@@ -570,9 +624,15 @@ class _Tick:
             "segmentsTotal": self.total,
             "segmentsCompleted": completed,
             "segmentsRunning": sum(s.phase is SegmentPhase.RUNNING for s in segs),
-            "segmentsFailed": sum(s.phase is SegmentPhase.FAILED for s in segs),
+            "segmentsFailed": sum(s.phase is SegmentPhase.FAILED and not s.stopped for s in segs),
             "retries": sum(max(0, s.attempts - 1) for s in segs),
             "progress": format_progress(completed, self.total) if self.total else None,
+            "conversion": conversion.summary_wire(
+                figures
+                for s in segs
+                if s.phase is SegmentPhase.COMPLETED
+                and (figures := s.conversion or s.view.status.conversion) is not None
+            ),
         }
 
     def eta(self, completed: int) -> str | None:
@@ -720,14 +780,35 @@ def reconcile(snap: Snapshot, fetched: Fetched, config: OperatorConfig) -> Actio
     if vj.deleting or vj.status.phase is VideoJobPhase.SUCCEEDED:
         return Actions()
     if vj.status.phase is VideoJobPhase.FAILED:
-        # Terminal, but running inference Jobs of a failed VideoJob must go.
-        out = Actions()
-        for view in _existing(snap).values():
-            active = _observation(snap, view.index).active_attempts
-            if active:
-                out.cancels.append(Cancel(view, active))
-        return out
+        return _after_failure(snap)
     return _Tick(snap, fetched, config).run()
+
+
+def _failure_of(status: VideoJobStatus) -> str:
+    failed = find_condition(status.conditions, FAILED)
+    return (failed.message if failed is not None else "") or status.message or "unknown cause"
+
+
+def _after_failure(snap: Snapshot) -> Actions:
+    """Terminal, but what the failure left must end: inference Jobs stop, and Segments not
+    done end Failed (the tick that failed the VideoJob may have died before writing them)."""
+    out = Actions()
+    now = snap.now.astimezone(UTC).replace(microsecond=0)
+    failure = _failure_of(snap.videojob.status)
+    for view in sorted(_existing(snap).values(), key=lambda v: v.index):
+        active = _observation(snap, view.index).active_attempts
+        if active:
+            out.cancels.append(Cancel(view, active))
+        if view.phase in (SegmentPhase.COMPLETED, SegmentPhase.FAILED):
+            continue
+        if view.completion is not None:  # its output arrived after all
+            patch = segments.completed_patch(view.completion)
+            out.segment_patches.append(SegmentPatch(view, patch, completed=view.completion))
+        else:
+            patch = segments.stopped_patch(VIDEOJOB_FAILED, failure, now)
+            rv = view.resource_version
+            out.segment_patches.append(SegmentPatch(view, patch, resource_version=rv))
+    return out
 
 
 def invalid_spec_patch(

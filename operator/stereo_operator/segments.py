@@ -101,6 +101,7 @@ def launch_patch(status: SegmentStatus, attempt: int, job_name: str, now: dateti
         "phase": SegmentPhase.RUNNING.value,
         "attempts": attempt,
         "jobName": job_name,
+        "attemptStartTime": rfc3339(now),
         "nextAttemptTime": None,
     }
     if status.start_time is None:
@@ -191,6 +192,19 @@ def attempt_failed(
     retry_at = (failure.finished_at or now) + retry_delay(spec, status.attempts)
     patch.update(phase=SegmentPhase.PENDING.value, nextAttemptTime=rfc3339(retry_at))
     return FailureOutcome(patch, final=False, retry_at=retry_at)
+
+
+def stopped_patch(reason: str, videojob_failure: str, now: datetime) -> Patch:
+    """The VideoJob failed before this segment finished: it ends Failed, saying why."""
+    return {
+        "phase": SegmentPhase.FAILED.value,
+        "lastFailureReason": reason,
+        "lastFailureMessage": f"stopped because the VideoJob failed: {videojob_failure}"[
+            :MAX_MESSAGE
+        ],
+        "completionTime": rfc3339(now),
+        "nextAttemptTime": None,
+    }
 
 
 def event_body(namespace: str, name: str, uid: str) -> dict[str, Any]:

@@ -6,7 +6,6 @@ event came in time), the final output. Deletes: a deleted VideoJob's intermediat
 
 from __future__ import annotations
 
-import logging
 import tempfile
 import threading
 from collections import OrderedDict
@@ -18,8 +17,6 @@ from stereo_operator.segments import StoredObject
 from stereo_storage import ObjectStat, ObjectStore, StorageConfig, StorageError, open_store
 from stereo_types.layout import split_uri
 from stereo_types.plan import SplitPlan
-
-log = logging.getLogger(__name__)
 
 # Plans are immutable once written (the split writes them last, once), so a small cache
 # spares re-reading one for every tick that creates a batch of Segments.
@@ -89,34 +86,31 @@ class Workspace:
     def delete_intermediates(self, prefix_uri: str, keep_uri: str | None) -> int:
         """Delete everything under prefix_uri except keep_uri (the final output).
 
-        The store can only delete by prefix, so the children of the folder are deleted one
-        prefix each, skipping the kept object (and any child name it starts with).
+        Sub-folders that do not hold the kept object go by prefix (one listing and batched
+        deletes each); the rest object by object, so the kept one and names it is a prefix of
+        ('final.mp4' of 'final.mp4.part') are told apart exactly.
         """
         folder = prefix_uri.rstrip("/") + "/"
         store = self.store(folder)
         if keep_uri is None or not keep_uri.startswith(folder):
             return store.delete_prefix(folder)
-        kept = keep_uri[len(folder) :]
-        children: set[str] = set()
-        for stat in store.list_prefix(folder):
-            relative = stat.uri[len(folder) :] if stat.uri.startswith(folder) else ""
-            head, sep, _ = relative.partition("/")
-            if relative:
-                children.add(head + sep)
+        kept_folder = keep_uri[len(folder) :].rpartition("/")[0]
         deleted = 0
-        for child in sorted(children):
-            if child == kept or (not child.endswith("/") and kept.startswith(child)):
+        folders: set[str] = set()
+        for stat in list(store.list_prefix(folder)):
+            relative = stat.uri[len(folder) :]
+            head, sep, _ = relative.partition("/")
+            if stat.uri == keep_uri:
                 continue
+            if sep and not (kept_folder + "/").startswith(head + "/"):
+                folders.add(head + "/")
+            else:
+                store.delete(stat.uri)
+                deleted += 1
+        for child in sorted(folders):
             deleted += store.delete_prefix(folder + child)
         return deleted
 
-    def delete_object(self, uri: str) -> bool:
-        """Delete one object by its exact URI, refusing when other objects share the prefix
-        (the store deletes by prefix, and 'movie.mp4' must not take 'movie.mp4.bak' along)."""
-        store = self.store(uri)
-        matches = [s.uri for s in store.list_prefix(uri)]
-        if matches != [uri]:
-            if matches:
-                log.warning("not deleting %s: other objects share its name as a prefix", uri)
-            return False
-        return store.delete_prefix(uri) > 0
+    def delete_object(self, uri: str) -> None:
+        """Delete exactly `uri`; one already gone is fine."""
+        self.store(uri).delete(uri)

@@ -190,6 +190,14 @@ def fetch(rt: Runtime, snap: Snapshot, needs: StorageNeeds) -> Fetched:
         message = rt.kube.termination_message(vj.ref.namespace, job_name)
         if message:
             details[job_name] = message
+    inputs: dict[int, int | None] = {}
+    for index, uri in needs.segment_inputs:
+        try:
+            found_input = rt.workspace.stat(uri)
+        except StorageError as exc:
+            log.warning("cannot check %s: %s", uri, exc, extra=_extra(vj.ref, index))
+            continue
+        inputs[index] = found_input.size if found_input is not None else None
     return Fetched(
         plan=plan,
         plan_error=plan_error,
@@ -197,6 +205,7 @@ def fetch(rt: Runtime, snap: Snapshot, needs: StorageNeeds) -> Fetched:
         final_output=final,
         final_checked=final_checked,
         failure_details=details,
+        segment_inputs=inputs,
     )
 
 
@@ -226,6 +235,8 @@ def _observe_patch(sp: SegmentPatch) -> None:
             sp.completed.recorded_at,
             sp.segment.status.start_time,
         )
+        if "conversion" in sp.patch:
+            metrics.observe_conversion(sp.segment.spec, sp.patch["conversion"])
     reason = sp.patch.get("lastFailureReason")
     if reason:
         metrics.ATTEMPT_FAILURES.labels(reason=reason).inc()

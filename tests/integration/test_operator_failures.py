@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from kubernetes import client
 
@@ -65,6 +67,27 @@ def test_retries_exhausted_fail_the_videojob_naming_the_segment(
         "the failed VideoJob's inference Jobs to be deleted",
     )
     assert [s.get("status", {}).get("attempts", 0) for s in segments[2:]] == [0, 0]
+
+    # Every other segment ends Failed too, saying why; a running one included.
+    def all_ended() -> list[dict] | None:
+        segs = harness.segments("doomed")
+        ended = all(s.get("status", {}).get("phase") in ("Completed", "Failed") for s in segs)
+        return segs if ended else None
+
+    segments = harness.wait(all_ended, 30, "every segment of the failed VideoJob to end")
+    assert len(segments) == 4
+    for seg in segments[1:]:
+        seg_status = seg["status"]
+        assert seg_status["phase"] == "Failed", seg_status
+        assert seg_status["lastFailureReason"] == "VideoJobFailed"
+        message = seg_status["lastFailureMessage"]
+        assert message.startswith("stopped because the VideoJob failed: segment 0 failed"), message
+        assert seg_status["completionTime"]
+    # Idempotent: later ticks (one a second) write nothing more.
+    versions = [s["metadata"]["resourceVersion"] for s in segments]
+    time.sleep(3)
+    assert [s["metadata"]["resourceVersion"] for s in harness.segments("doomed")] == versions
+    assert not [j for j in harness.jobs("inference") if active(j)]
 
 
 def test_a_job_that_writes_no_output_is_retried(harness: Harness, media: dict) -> None:

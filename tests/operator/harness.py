@@ -61,13 +61,14 @@ class ClusterAccess:
     audit_log: Path
 
 
-def _issue_operator_kubeconfig(admin: Path) -> Path:
+def issue_kubeconfig(admin: Path, user: str) -> Path:
+    """A kubeconfig with a client certificate for `user` (no RBAC of its own)."""
     state_dir = admin.parent
     state = ClusterState.load(state_dir)
     assert state is not None, f"no cluster state in {state_dir}"
     ca = CertificateAuthority.load(state_dir / "pki")
-    pair = ca.client("stereo-operator-tests", OPERATOR_USER)
-    path = state_dir / "stereo-operator.kubeconfig"
+    pair = ca.client(f"{user}-tests", user)
+    path = state_dir / f"{user}.kubeconfig"
     kubeconfig_files.write(path, state.server, ca.cert, pair)
     return path
 
@@ -136,7 +137,7 @@ def setup_cluster(admin: Path, api: client.ApiClient) -> ClusterAccess:
         ],
     )
     return ClusterAccess(
-        admin, _issue_operator_kubeconfig(admin), admin.parent / "logs" / "audit.log"
+        admin, issue_kubeconfig(admin, OPERATOR_USER), admin.parent / "logs" / "audit.log"
     )
 
 
@@ -148,7 +149,14 @@ wait_for = eventually
 
 
 class OperatorProcess:
-    def __init__(self, kubeconfig: Path, config: Path, log: Path, args: list[str]) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        config: Path,
+        log: Path,
+        args: list[str],
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.argv = [
             sys.executable,
             "-m",
@@ -159,10 +167,11 @@ class OperatorProcess:
             *args,
         ]
         self.log = log
+        self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> OperatorProcess:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 self.argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT

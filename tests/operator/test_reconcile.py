@@ -13,6 +13,7 @@ from stereo_operator.reconcile import (
     OUTPUT_MISSING,
     PLAN_UNREADABLE,
     SEGMENT_FAILED,
+    VIDEOJOB_FAILED,
     Actions,
     Fetched,
     Snapshot,
@@ -459,15 +460,67 @@ def test_succeeded_and_deleting_videojobs_do_nothing() -> None:
     assert not decide(snapshot(vj_status=running_status(1), segments=segs, deleting=True))
 
 
-def test_a_failed_videojob_only_stops_its_running_jobs() -> None:
+def test_a_failed_videojob_stops_its_jobs_and_ends_its_unfinished_segments() -> None:
+    failure = "segment 2 failed after 1 attempt(s): BadInput: exit code 3"
+    completion = SegmentCompletion(
+        uri="file:///ws/out.mp4", size=1, event_time=NOW, source=CompletionSource.SQS,
+        recorded_at=NOW,
+    )  # fmt: skip
+    segs = [
+        running(0, rv="7"),
+        segment(1),
+        segment(2, phase="Failed", attempts=1),
+        segment(3, phase="Completed", attempts=1),
+        running(4, completion=completion),
+    ]
     snap = snapshot(
-        vj_status=running_status(2, phase="Failed"),
-        segments=[running(0), segment(1)],
+        vj_status=running_status(5, phase="Failed", message=failure),
+        segments=segs,
         jobs_=[attempt_job(0, 1)],
     )
     actions = decide(snap)
     assert [(c.segment.index, set(c.attempts)) for c in actions.cancels] == [(0, {1})]
     assert actions.launches == [] and actions.videojob_patch is None
+    patches = {sp.segment.index: sp for sp in actions.segment_patches}
+    assert sorted(patches) == [0, 1, 4]
+    for index in (0, 1):
+        stop = patches[index]
+        assert stop.patch["phase"] == "Failed"
+        assert stop.patch["lastFailureReason"] == VIDEOJOB_FAILED
+        assert stop.patch["lastFailureMessage"] == f"stopped because the VideoJob failed: {failure}"
+        assert stop.resource_version == segs[index].resource_version  # a completion wins
+    assert patches[4].patch["phase"] == "Completed"  # its output came after all
+    # Idempotent: the same state decides the same writes; ended segments decide none.
+    assert decide(snap).segment_patches == actions.segment_patches
+    ended = [segment(i, phase="Failed", attempts=1) for i in range(3)]
+    again = decide(snapshot(vj_status=running_status(3, phase="Failed", message=failure),
+                            segments=ended))  # fmt: skip
+    assert not again
+
+
+def test_the_failing_tick_ends_the_other_segments_in_one_patch_each() -> None:
+    # Segment 0 fails for good; segment 1's attempt failed too (it would have been retried)
+    # and segment 2 waits: both end Failed, segment 1 in a single patch.
+    segs = [running(0, 2), running(1, 1), segment(2)]
+    jobs_ = [attempt_job(0, 2, state="failed"), attempt_job(1, 1, state="failed")]
+    actions = decide(
+        snapshot(vj_spec=spec(maxRetries=1), vj_status=running_status(3), segments=segs,
+                 jobs_=jobs_)
+    )  # fmt: skip
+    by_index = [sp.segment.index for sp in actions.segment_patches]
+    assert sorted(by_index) == [0, 1, 2]
+    patches = {sp.segment.index: sp for sp in actions.segment_patches}
+    assert patches[0].patch["lastFailureReason"] == "JobFailed"
+    for index in (1, 2):
+        assert patches[index].patch["phase"] == "Failed"
+        assert patches[index].patch["lastFailureReason"] == VIDEOJOB_FAILED
+        assert "segment 0 failed after 2 attempt(s)" in patches[index].patch["lastFailureMessage"]
+        assert "nextAttemptTime" in patches[index].patch and not patches[index].retry
+    patch = actions.videojob_patch
+    assert patch is not None
+    # The stopped segments are neither running nor counted as failed in their own right.
+    assert (patch["segmentsFailed"], patch.get("segmentsRunning", 0)) == (1, 0)
+    assert actions.launches == [] and actions.resubmits == []
 
 
 @pytest.mark.parametrize("kind", ["http", "managed"])

@@ -36,14 +36,26 @@ def test_cleanup_without_keeping_removes_everything(tmp_path: Path) -> None:
     assert (tmp_path / "vj-other" / "keep.mp4").exists()
 
 
-def test_delete_object_refuses_prefix_siblings(tmp_path: Path) -> None:
+def test_cleanup_keeps_a_final_output_in_a_sub_folder_and_only_that(tmp_path: Path) -> None:
+    folder = tmp_path / "vj"
+    for rel in ("out/final.mp4", "out/final.mp4.part", "out/other.mp4", "outside/x.mp4",
+                "final.mp4"):  # fmt: skip
+        touch(folder / rel)
+    deleted = Workspace().delete_intermediates(folder.as_uri(), (folder / "out/final.mp4").as_uri())
+    assert deleted == 4
+    assert [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()] == [
+        "out/final.mp4"
+    ]
+
+
+def test_delete_object_takes_only_that_object(tmp_path: Path) -> None:
     touch(tmp_path / "movie.mp4")
     touch(tmp_path / "movie.mp4.bak")
     workspace = Workspace()
-    assert not workspace.delete_object((tmp_path / "movie.mp4").as_uri())
-    (tmp_path / "movie.mp4.bak").unlink()
-    assert workspace.delete_object((tmp_path / "movie.mp4").as_uri())
+    workspace.delete_object((tmp_path / "movie.mp4").as_uri())
     assert not (tmp_path / "movie.mp4").exists()
+    assert (tmp_path / "movie.mp4.bak").exists()
+    workspace.delete_object((tmp_path / "movie.mp4").as_uri())  # already gone: fine
 
 
 def test_read_plan_parses_and_caches(tmp_path: Path) -> None:

@@ -75,7 +75,8 @@ def test_prepare_builds_the_http_backend() -> None:
 
 def test_kopf_settings_keep_kopf_out_of_the_strict_status() -> None:
     args = main.build_parser().parse_args(["--standalone", "--peering-lifetime", "15"])
-    settings = main.settings_for(args)
+    settings = main.settings_for(args, CONFIG.model_copy(update={"watch_timeout_seconds": 30}))
+    assert settings.watching.server_timeout == 30
     assert type(settings.persistence.progress_storage).__name__ == "AnnotationsProgressStorage"
     assert type(settings.persistence.diffbase_storage).__name__ == "AnnotationsDiffBaseStorage"
     assert settings.persistence.finalizer == "stereo.dev/cleanup"

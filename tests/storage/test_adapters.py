@@ -93,6 +93,28 @@ def test_delete_prefix(backend: Backend, tmp_path: Path) -> None:
     assert backend.store.delete_prefix(backend.uri("job/")) == 0
 
 
+def test_delete_takes_exactly_one_object_and_is_idempotent(
+    backend: Backend, tmp_path: Path
+) -> None:
+    source = write_random(tmp_path / "f", 10)
+    for key in ("out/movie.mp4", "out/movie.mp4.bak"):
+        backend.store.upload_file(source, backend.uri(key))
+
+    backend.store.delete(backend.uri("out/movie.mp4"))
+    assert backend.store.stat(backend.uri("out/movie.mp4")) is None
+    # An object that shares its name as a prefix stays (delete_prefix would take it along).
+    left = [s.uri for s in backend.store.list_prefix(backend.uri("out/"))]
+    assert left == [backend.uri("out/movie.mp4.bak")]
+    # Deleting it again, or an object that never was, is fine.
+    backend.store.delete(backend.uri("out/movie.mp4"))
+    backend.store.delete(backend.uri("never/was.mp4"))
+
+
+def test_delete_refuses_a_uri_that_names_no_object(backend: Backend) -> None:
+    with pytest.raises(StorageError, match=r"names (no object|a folder)"):
+        backend.store.delete(backend.uri("out/"))
+
+
 def test_delete_prefix_refuses_a_whole_bucket(backend: Backend) -> None:
     whole = backend.root.split("://")[0] + "://stereo-test/"
     if backend.name == "file":

@@ -38,6 +38,7 @@ def test_s3_server_stopped_is_unavailable(tmp_path: Path) -> None:
         lambda: store.upload_file(source, f"s3://{BUCKET}/k"),
         lambda: store.download_file(f"s3://{BUCKET}/k", tmp_path / "out"),
         lambda: list(store.list_prefix(f"s3://{BUCKET}/")),
+        lambda: store.delete(f"s3://{BUCKET}/k"),
     ):
         with pytest.raises(StorageUnavailable) as info:
             call()
@@ -56,6 +57,8 @@ def test_gcs_server_down_is_unavailable(tmp_path: Path, monkeypatch: pytest.Monk
     with pytest.raises(StorageUnavailable):
         store.download_file("gs://bucket/k", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+    with pytest.raises(StorageUnavailable):
+        store.delete("gs://bucket/k")
 
 
 def test_file_volume_not_mounted_is_unavailable(tmp_path: Path) -> None:
@@ -68,9 +71,13 @@ def test_file_volume_not_mounted_is_unavailable(tmp_path: Path) -> None:
 def test_file_uri_outside_root_is_denied(tmp_path: Path) -> None:
     root = tmp_path / "volume"
     root.mkdir()
+    (tmp_path / "escape").write_bytes(b"x")
     store = open_store("file://", StorageConfig(local_root=root))
     with pytest.raises(AccessDenied):
         store.stat(f"{file_uri(root)}/../escape")
+    with pytest.raises(AccessDenied):
+        store.delete(f"{file_uri(root)}/../escape")
+    assert (tmp_path / "escape").exists()
 
 
 def test_wrong_s3_credentials_are_access_denied(seaweedfs: SeaweedFS, tmp_path: Path) -> None:
@@ -86,6 +93,8 @@ def test_wrong_s3_credentials_are_access_denied(seaweedfs: SeaweedFS, tmp_path: 
     with pytest.raises(AccessDenied) as info:
         list(store.list_prefix(f"s3://{BUCKET}/"))
     assert not info.value.retryable
+    with pytest.raises(AccessDenied):
+        store.delete(f"s3://{BUCKET}/k")
 
 
 def test_unknown_scheme() -> None:

@@ -23,14 +23,20 @@ import queue
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from stereo_operator import jobs
-from stereo_operator.backends.base import AttemptPhase, AttemptState, SegmentObservation
+from stereo_operator.backends.base import AttemptState, SegmentObservation
 from stereo_operator.backends.invocation import invocation_bytes
+from stereo_operator.backends.tracked import (
+    CANCELLED,
+    AttemptTracker,
+    TrackedAttempt,
+    TrackedBackend,
+)
 from stereo_operator.config import OperatorConfig
 from stereo_operator.views import SegmentView
 from stereo_types.layout import VideoJobRef
@@ -50,7 +56,6 @@ UNCONVERTIBLE_INPUT = "UnconvertibleInput"
 SERVICE_UNAVAILABLE = "ServiceUnavailable"
 INFERENCE_ERROR = "InferenceError"
 REQUEST_TIMEOUT = "RequestTimeout"
-CANCELLED = "Cancelled"
 
 # The service's answers that retrying cannot change: the segment fails for good.
 _BAD_INPUT = {400: BAD_REQUEST, 404: INPUT_NOT_FOUND, 413: BAD_REQUEST, 422: UNCONVERTIBLE_INPUT}
@@ -58,9 +63,6 @@ _BAD_INPUT = {400: BAD_REQUEST, 404: INPUT_NOT_FOUND, 413: BAD_REQUEST, 422: UNC
 _RETRYABLE = {408, 429, 502, 503, 504}
 
 MAX_POOL = 64
-FINISHED_TTL = timedelta(hours=24)
-"""How long the outcome of a finished attempt is remembered (the reconcile round needs it
-until the segment's output is checked, seconds to minutes after)."""
 _MAX_DETAIL = 1024
 
 
@@ -77,33 +79,9 @@ class HttpRequest:
 
 
 @dataclass(slots=True)
-class _Record:
-    """One attempt the dispatcher was given; mutated only under the dispatcher's lock."""
-
-    videojob_uid: str
-    segment_uid: str
-    index: int
-    attempt: int
-    state: AttemptState
+class _Record(TrackedAttempt):
     cancelled: threading.Event = field(default_factory=threading.Event)
-
-    @property
-    def active(self) -> bool:
-        return self.state.phase is AttemptPhase.RUNNING
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptRecord:
-    """What an observer sees of one attempt (a copy)."""
-
-    segment_uid: str
-    index: int
-    attempt: int
-    state: AttemptState
-
-    @property
-    def active(self) -> bool:
-        return self.state.phase is AttemptPhase.RUNNING
+    """Set when the operator stops waiting: a worker drops the request or its retries."""
 
 
 def _detail(raw: bytes) -> str:
@@ -120,8 +98,14 @@ def _detail(raw: bytes) -> str:
     return text[:_MAX_DETAIL]
 
 
-class HttpDispatcher:
-    """The process's in-flight requests and their outcomes, and the threads that send them."""
+class HttpDispatcher(AttemptTracker[_Record]):
+    """The process's in-flight requests and their outcomes, and the threads that send them.
+
+    Cancelling stops waiting for an attempt. A request already on the wire cannot be called
+    back: its answer is ignored (the service may still write the same canonical output).
+    """
+
+    cancel_message = "the operator cancelled the request"
 
     def __init__(
         self,
@@ -131,44 +115,21 @@ class HttpDispatcher:
         max_backoff_seconds: float = 30.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        super().__init__(clock)
         self.max_workers = max(1, min(max_workers, MAX_POOL))
         self.backoff_seconds = backoff_seconds
         self.max_backoff_seconds = max_backoff_seconds
-        self.clock = clock
         self.started_at = clock().replace(microsecond=0)
-        self._lock = threading.Lock()
-        self._records: dict[tuple[str, int], _Record] = {}
         # Daemon workers (not a ThreadPoolExecutor): a request waiting minutes for its answer
         # must not hold up the operator's exit, and a restarted operator handles it anyway.
         self._queue: queue.SimpleQueue[tuple[_Record, HttpRequest] | None] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
         self._closed = False
 
-    # -- what observers see ---------------------------------------------------------------
-
-    def snapshot(self, videojob_uid: str) -> list[AttemptRecord]:
-        with self._lock:
-            self._prune()
-            return [
-                AttemptRecord(r.segment_uid, r.index, r.attempt, r.state)
-                for r in self._records.values()
-                if r.videojob_uid == videojob_uid
-            ]
-
     def state(self, segment_uid: str, attempt: int) -> AttemptState | None:
         with self._lock:
             record = self._records.get((segment_uid, attempt))
             return record.state if record is not None else None
-
-    def _prune(self) -> None:
-        horizon = self.clock() - FINISHED_TTL
-        stale = [
-            key
-            for key, r in self._records.items()
-            if r.state.finished_at is not None and r.state.finished_at < horizon
-        ]
-        for key in stale:
-            del self._records[key]
 
     # -- submitting and cancelling --------------------------------------------------------
 
@@ -193,18 +154,8 @@ class HttpDispatcher:
                 worker.start()
         return True
 
-    def cancel(self, segment_uid: str, attempts: Iterable[int]) -> None:
-        """Stop waiting for the attempts. A request already on the wire cannot be called back:
-        its answer is ignored (the service may still write the same canonical output)."""
-        for attempt in attempts:
-            with self._lock:
-                record = self._records.get((segment_uid, attempt))
-                if record is None or not record.active:
-                    continue
-                record.cancelled.set()
-                record.state = AttemptState.failed(
-                    CANCELLED, "the operator cancelled the request", finished_at=self.clock()
-                )
+    def _on_cancel(self, record: _Record) -> None:
+        record.cancelled.set()
 
     def shutdown(self) -> None:
         """Stop the workers (requests on the wire finish unobserved)."""
@@ -338,7 +289,7 @@ def default_dispatcher(config: OperatorConfig) -> HttpDispatcher:
         return _default
 
 
-class HttpBackend:
+class HttpBackend(TrackedBackend):
     name = "http"
 
     def __init__(
@@ -351,18 +302,12 @@ class HttpBackend:
     ) -> None:
         if spec.backend.http is None:
             raise ValueError("backend.http is required when backend.type is 'http'")
-        self.ref = ref
-        self.spec = spec
         self.settings = spec.backend.http
-        self.config = config
-        self.kube = kube
         self.dispatcher = dispatcher or default_dispatcher(config)
-        self._records: dict[str, dict[int, AttemptRecord]] = {}
-        for record in self.dispatcher.snapshot(ref.uid):
-            self._records.setdefault(record.segment_uid, {})[record.attempt] = record
+        super().__init__(ref, spec, config, kube, self.dispatcher)
 
     def observe(self, segment: SegmentView, attempt: int) -> SegmentObservation:
-        mine = self._records.get(segment.uid, {})
+        mine = self.records(segment)
         current = AttemptState.missing()
         if attempt > 0:
             record = mine.get(attempt)
@@ -375,11 +320,7 @@ class HttpBackend:
                     f"{self.settings.url} was in flight; its answer is lost",
                     finished_at=self.dispatcher.started_at,
                 )
-        return SegmentObservation(
-            current=current,
-            latest_attempt=max(mine, default=0),
-            active_attempts=frozenset(a for a, r in mine.items() if r.active),
-        )
+        return self.observation(current, {a: r.state for a, r in mine.items()})
 
     def request(self, segment: SegmentView) -> HttpRequest:
         return HttpRequest(
@@ -395,6 +336,3 @@ class HttpBackend:
             self.ref.uid, segment.uid, segment.index, attempt, self.request(segment)
         )
         return jobs.inference_job_name(self.ref, segment.index, attempt)
-
-    def cancel(self, segment: SegmentView, attempts: Iterable[int]) -> None:
-        self.dispatcher.cancel(segment.uid, attempts)

@@ -54,12 +54,13 @@ class JobBackend:
         self.spec = spec
         self.config = config
         self.kube = kube
-        # (index, attempt) -> Job; a Job being deleted is as good as gone for a new attempt
-        # but still holds its slot, so it stays in the map.
-        self._jobs: dict[tuple[int, int], JobView] = {}
+        # index -> attempt -> Job (by index, so observing all segments stays linear in them);
+        # a Job being deleted is as good as gone for a new attempt but still holds its slot,
+        # so it stays in the map.
+        self._jobs: dict[int, dict[int, JobView]] = {}
         for job in jobs_of_videojob:
             if job.role is Role.INFERENCE and job.index is not None and job.attempt is not None:
-                self._jobs[(job.index, job.attempt)] = job
+                self._jobs.setdefault(job.index, {})[job.attempt] = job
 
     # What a subclass changes.
     @property
@@ -71,7 +72,7 @@ class JobBackend:
         return self.config.inference.gpus
 
     def observe(self, segment: SegmentView, attempt: int) -> SegmentObservation:
-        mine = {a: j for (i, a), j in self._jobs.items() if i == segment.index}
+        mine = self._jobs.get(segment.index, {})
         current = attempt_state(mine.get(attempt)) if attempt > 0 else AttemptState.missing()
         return SegmentObservation(
             current=current,

@@ -27,15 +27,21 @@ import json
 import logging
 import tempfile
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stereo_operator import jobs
-from stereo_operator.backends.base import AttemptPhase, AttemptState, SegmentObservation
+from stereo_operator.backends.base import AttemptState, SegmentObservation
 from stereo_operator.backends.invocation import attempt_key, invocation_bytes
+from stereo_operator.backends.tracked import (
+    AttemptRecord,
+    AttemptTracker,
+    TrackedAttempt,
+    TrackedBackend,
+)
 from stereo_operator.config import OperatorConfig
 from stereo_operator.storage import Workspace
 from stereo_operator.views import SegmentView, parse_time
@@ -53,10 +59,8 @@ log = logging.getLogger(__name__)
 INVOKE_FAILED = "InvokeFailed"
 INFERENCE_FAILED = "InferenceFailed"
 TIMEOUT = "Timeout"
-CANCELLED = "Cancelled"
 
 POLL_SECONDS = 5.0
-FINISHED_TTL = timedelta(hours=24)
 _MAX_DETAIL = 1024
 _RECEIVE_BATCHES = 10
 
@@ -116,32 +120,15 @@ class Receipt:
 
 
 @dataclass(slots=True)
-class _Record:
-    videojob_uid: str
-    segment_uid: str
-    index: int
-    attempt: int
-    state: AttemptState
+class _Record(TrackedAttempt):
     receipt: Receipt | None = None
     failure_queue: str | None = None
     region: str = ""
     timeout: timedelta | None = None
 
     @property
-    def active(self) -> bool:
-        return self.state.phase is AttemptPhase.RUNNING
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptRecord:
-    segment_uid: str
-    attempt: int
-    state: AttemptState
-    submitted_at: datetime | None
-
-    @property
-    def active(self) -> bool:
-        return self.state.phase is AttemptPhase.RUNNING
+    def submitted_at(self) -> datetime | None:
+        return self.receipt.submitted_at if self.receipt is not None else None
 
 
 def timed_out(submitted_at: datetime, limit: timedelta) -> AttemptState:
@@ -169,8 +156,10 @@ def failure_notification(body: str) -> dict[str, Any] | None:
     return None
 
 
-class ManagedTracker:
-    """The process's async invocations, their outcomes and the poller that learns them."""
+class ManagedTracker(AttemptTracker[_Record]):
+    """The process's async invocations, their outcomes and the poller that learns them.
+
+    SageMaker cannot cancel a queued invocation: cancelling only stops waiting for it."""
 
     def __init__(
         self,
@@ -180,37 +169,13 @@ class ManagedTracker:
         poll_seconds: float = POLL_SECONDS,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        super().__init__(clock)
         self.workspace = workspace
         self.clients = clients
         self.poll_seconds = poll_seconds
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._records: dict[tuple[str, int], _Record] = {}
         self._queue_urls: dict[tuple[str, str], str | None] = {}
         self._poller: threading.Thread | None = None
         self._stop = threading.Event()
-
-    # -- what observers see ---------------------------------------------------------------
-
-    def snapshot(self, videojob_uid: str) -> list[AttemptRecord]:
-        with self._lock:
-            horizon = self.clock() - FINISHED_TTL
-            for key in [
-                k
-                for k, r in self._records.items()
-                if r.state.finished_at is not None and r.state.finished_at < horizon
-            ]:
-                del self._records[key]
-            return [
-                AttemptRecord(
-                    r.segment_uid,
-                    r.attempt,
-                    r.state,
-                    r.receipt.submitted_at if r.receipt else None,
-                )
-                for r in self._records.values()
-                if r.videojob_uid == videojob_uid
-            ]
 
     # -- submitting -----------------------------------------------------------------------
 
@@ -311,16 +276,6 @@ class ManagedTracker:
             log.warning("managed backend: cannot write the receipt of %s: %s", inference_id, exc)
         log.info("managed backend: invoked %s with %s", settings.endpoint_name, document)
         return receipt
-
-    def cancel(self, segment_uid: str, attempts: Iterable[int]) -> None:
-        """SageMaker cannot cancel a queued invocation: stop waiting for it."""
-        with self._lock:
-            for attempt in attempts:
-                record = self._records.get((segment_uid, attempt))
-                if record is not None and record.active:
-                    record.state = AttemptState.failed(
-                        CANCELLED, "the operator stopped waiting", finished_at=self.clock()
-                    )
 
     # -- learning outcomes ----------------------------------------------------------------
 
@@ -483,7 +438,7 @@ def default_tracker(config: OperatorConfig) -> ManagedTracker:
         return _default
 
 
-class SageMakerAsyncBackend:
+class SageMakerAsyncBackend(TrackedBackend):
     name = "managed"
 
     def __init__(
@@ -497,16 +452,10 @@ class SageMakerAsyncBackend:
     ) -> None:
         if spec.backend.managed is None:
             raise ValueError("backend.managed is required when backend.type is 'managed'")
-        self.ref = ref
-        self.spec = spec
         self.settings = spec.backend.managed
-        self.config = config
-        self.kube = kube
         self.tracker = tracker or default_tracker(config)
         self.now = now or datetime.now(UTC)
-        self._records: dict[str, dict[int, AttemptRecord]] = {}
-        for record in self.tracker.snapshot(ref.uid):
-            self._records.setdefault(record.segment_uid, {})[record.attempt] = record
+        super().__init__(ref, spec, config, kube, self.tracker)
 
     def _state(self, record: AttemptRecord) -> AttemptState:
         if not record.active or record.submitted_at is None:
@@ -517,15 +466,9 @@ class SageMakerAsyncBackend:
         return timed_out(record.submitted_at, limit)
 
     def observe(self, segment: SegmentView, attempt: int) -> SegmentObservation:
-        mine = {a: self._state(r) for a, r in self._records.get(segment.uid, {}).items()}
+        mine = {a: self._state(r) for a, r in self.records(segment).items()}
         current = mine.get(attempt) if attempt > 0 else None
-        return SegmentObservation(
-            current=current or AttemptState.missing(),
-            latest_attempt=max(mine, default=0),
-            active_attempts=frozenset(
-                a for a, s in mine.items() if s.phase is AttemptPhase.RUNNING
-            ),
-        )
+        return self.observation(current or AttemptState.missing(), mine)
 
     def submit(self, segment: SegmentView, attempt: int) -> str:
         """Writes the request document and invokes the endpoint (or adopts an invocation an
@@ -533,6 +476,3 @@ class SageMakerAsyncBackend:
         timeout = timedelta(seconds=self.spec.timeouts.segment_seconds)
         self.tracker.submit(self.ref.uid, segment, attempt, self.settings, timeout)
         return jobs.inference_job_name(self.ref, segment.index, attempt)
-
-    def cancel(self, segment: SegmentView, attempts: Iterable[int]) -> None:
-        self.tracker.cancel(segment.uid, attempts)
