@@ -12,6 +12,8 @@
     stereo-infer assemble --plan PLAN_URI --output FINAL_URI [--container mp4|mkv]
     stereo-infer serve    [--host H] [--port 8080] [--engine E] [--depth-model M]
                           [--format F] [--concurrency N] [--device D] [--batch-size N]
+    stereo-infer preview  SOURCE --at SECONDS --out PNG [--depth-model M]
+                          [--divergence D] [--convergence C] [--device D]
 
 ``serve`` runs the HTTP inference server (``stereo_infer.server``): ``GET /ping``
 and ``POST /invocations``, SageMaker compatible.
@@ -32,6 +34,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -41,12 +44,24 @@ from typing import NoReturn
 
 from pydantic import ValidationError
 
-from stereo_infer import exitcodes
+from stereo_infer import exitcodes, metrics
 from stereo_infer.assemble import Container, assemble, check_plan, container_for
 from stereo_infer.encoding import ENCODERS, PRESETS, VideoEncoding
-from stereo_infer.engines import ENGINE_NAMES, EngineJob, EngineOptions, get_engine
+from stereo_infer.engines import (
+    ENGINE_NAMES,
+    EngineJob,
+    EngineOptions,
+    available_engines,
+    get_engine,
+)
 from stereo_infer.engines.formats import StereoFormat, parse_format
-from stereo_infer.errors import BadInputError, MediaError, StereoInferError, TransientError
+from stereo_infer.errors import (
+    BadInputError,
+    MediaError,
+    StereoInferError,
+    TransientError,
+    UnknownEngineError,
+)
 from stereo_infer.io import fetch_input, is_local, local_path, publish_output
 from stereo_infer.probe import count_frames, probe
 from stereo_infer.progress import ProgressReporter
@@ -136,6 +151,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_engine_args(p)
     p.set_defaults(handler=cmd_serve)
+
+    p = commands.add_parser(
+        "preview", help="write a PNG of one frame: left and right views and the depth map"
+    )
+    p.add_argument("source", metavar="SOURCE", help="the video: a path or URI")
+    p.add_argument("--at", required=True, type=float, metavar="SECONDS", help="time of the frame")
+    p.add_argument("--out", required=True, metavar="PNG", help="where the PNG goes: path or URI")
+    p.add_argument("--depth-model", help="depth-estimation model; default: the builtin engine's")
+    p.add_argument("--divergence", type=float, default=2.0)
+    p.add_argument("--convergence", type=float, default=0.5)
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda[:N]")
+    p.set_defaults(handler=cmd_preview)
     return parser
 
 
@@ -290,6 +317,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     encoding = _encoding(args)
     # Refuses a format or model the engine cannot make, and loads the model.
     engine.prepare(stereo_format, args.depth_model)
+    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="stereo-convert-") as tmp:
         work = Path(tmp)
         source = fetch_input(args.input, work / "input")
@@ -320,6 +348,15 @@ def cmd_convert(args: argparse.Namespace) -> int:
         if produced != expected:
             raise MediaError(f"engine {engine.name} wrote {produced} frames, expected {expected}")
         publish_output(out, args.output)
+        conversion = metrics.Conversion(
+            engine=engine.name,
+            format=stereo_format.value,
+            frames=produced,
+            wall_seconds=time.monotonic() - started,
+            input_bytes=source.stat().st_size,
+            device=args.device,
+        )
+    metrics.report(conversion)
     return exitcodes.OK
 
 
@@ -383,6 +420,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
         show_progress=not args.no_progress,
     )
     serve(config)
+    return exitcodes.OK
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    if "builtin" not in available_engines():
+        raise UnknownEngineError(
+            "preview runs the builtin engine, which needs torch: not installed (pip install torch)"
+        )
+    from stereo_infer.preview import PreviewSettings, make_preview
+
+    settings = PreviewSettings(args.at, args.divergence, args.convergence, args.depth_model)
+    if args.depth_model is not None:
+        _check_depth_model(args.depth_model)
+    try:
+        options = EngineOptions(device=args.device)
+    except BadInputError as exc:
+        raise UsageError(str(exc)) from None
+    result = make_preview(args.source, args.out, settings, options)
+    width, height = result.layout.size
+    print(
+        f"preview of {args.source} (frame {result.frame_index}, depth model"
+        f" {result.depth_model}) written to {args.out} ({width}x{height})",
+        file=sys.stderr,
+    )
     return exitcodes.OK
 
 

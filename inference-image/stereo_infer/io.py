@@ -1,7 +1,10 @@
 """Getting inputs onto local disk and publishing finished outputs.
 
 Local paths and ``file://`` URIs are handled here. ``s3://`` and ``gs://`` go
-to ``stereo_storage`` (``open_store(uri)`` with ``download_file`` / ``upload_file``).
+to ``stereo_storage`` (``open_store(uri, config)`` with ``download_file`` / ``upload_file``),
+configured by ``STEREO_STORAGE_CONFIG``: a ``StorageConfig`` as JSON, which the Helm chart
+puts in every Job's environment (endpoint, region, path-style addressing); unset, the SDKs'
+defaults apply.
 
 Publishing is atomic: a storage event or a directory listing never shows a
 half-written object, so "the object exists" means "the step is done".
@@ -12,6 +15,8 @@ import shutil
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from pydantic import ValidationError
+
 from stereo_infer.errors import (
     BadInputError,
     InputNotFoundError,
@@ -19,9 +24,27 @@ from stereo_infer.errors import (
     TransientError,
     UnsupportedUriError,
 )
-from stereo_storage import ObjectNotFound, ObjectStore, open_store
+from stereo_storage import ObjectNotFound, ObjectStore, StorageConfig, open_store
 
 REMOTE_SCHEMES = frozenset({"s3", "gs"})
+STORAGE_CONFIG_ENV = "STEREO_STORAGE_CONFIG"
+
+
+def storage_config() -> StorageConfig | None:
+    """The store settings from ``STEREO_STORAGE_CONFIG``, or None when it is unset."""
+    raw = os.environ.get(STORAGE_CONFIG_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        return StorageConfig.model_validate_json(raw)
+    except ValidationError as exc:
+        # A deployment mistake: every retry would fail the same way.
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors()
+        )
+        raise BadInputError(
+            f"{STORAGE_CONFIG_ENV} is not a valid storage config: {problems}"
+        ) from None
 
 
 def scheme_of(uri: str) -> str:
@@ -111,7 +134,8 @@ def _store_for(uri: str) -> ObjectStore:
         raise UnsupportedUriError(
             f"unsupported URI scheme {scheme!r} in {uri}; use a local path, file://, s3:// or gs://"
         )
+    config = storage_config()
     try:
-        return open_store(uri)
+        return open_store(uri, config)
     except Exception as exc:
         raise storage_error(exc, f"cannot open storage for {uri}") from exc

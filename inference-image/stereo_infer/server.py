@@ -39,7 +39,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from stereo_infer import exitcodes
+from stereo_infer import exitcodes, metrics
 from stereo_infer.encoding import VideoEncoding
 from stereo_infer.engines import Engine, EngineJob, EngineOptions, get_engine
 from stereo_infer.engines.formats import StereoFormat
@@ -221,10 +221,22 @@ class InferenceService:
                     f"engine {engine.name} wrote {produced} frames, expected {expected}"
                 )
             publish_output(out, request.output_uri)
+            input_bytes = source.stat().st_size
+        seconds = time.monotonic() - started
+        metrics.report(
+            metrics.Conversion(
+                engine=engine.name,
+                format=stereo_format.value,
+                frames=produced,
+                wall_seconds=seconds,
+                input_bytes=input_bytes,
+                device=self.config.engine_options.device,
+            )
+        )
         return InvocationResult(
             output_uri=request.output_uri,
             frames=produced,
-            seconds=time.monotonic() - started,
+            seconds=seconds,
             video_seconds=produced / float(info.video.frame_rate),
             engine=engine.name,
             format=stereo_format.value,
