@@ -73,6 +73,7 @@ class LocalCluster:
             f"--cpu={node.cpu}",
             f"--memory={node.memory}",
             f"--gpus={node.gpus}",
+            *self.control_plane.node_serving_args(node.name),
         ]
         argv += [f"--label={k}={v}" for k, v in node.labels.items()]
         argv += [f"--taint={t}" for t in node.taints]

@@ -22,6 +22,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from stereo_cluster import cidrs, kubeconfig, pki
 from stereo_cluster.binaries import KUBERNETES_VERSION, Binaries, ensure_binaries
@@ -41,6 +42,23 @@ rules:
     userGroups: [system:nodes]
   - level: Metadata
 """
+
+# Who the API server is when it calls a node's kubelet API (`kubectl logs`), and the
+# built-in role that lets it: node agents check both, as a kubelet does.
+KUBELET_CLIENT_USER = "kube-apiserver-kubelet-client"
+_KUBELET_CLIENT_BINDING: dict[str, Any] = {
+    "apiVersion": "rbac.authorization.k8s.io/v1",
+    "kind": "ClusterRoleBinding",
+    "metadata": {"name": "stereo:kube-apiserver-kubelet-client"},
+    "roleRef": {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "system:kubelet-api-admin",
+    },
+    "subjects": [
+        {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": KUBELET_CLIENT_USER}
+    ],
+}
 
 
 class ControlPlaneError(RuntimeError):
@@ -170,6 +188,17 @@ class LocalControlPlane:
         kubeconfig.write(path, self.state.server, ca.cert, pair)
         return path
 
+    def node_serving_args(self, node_name: str) -> list[str]:
+        """The node agent's flags for its kubelet API: a serving certificate and the CA
+        that the API server's client certificate must chain to."""
+        ca = pki.CertificateAuthority.load(self.pki_dir)
+        pair = ca.node_serving(f"node-{node_name}-serving", node_name)
+        return [
+            f"--serving-cert={pair.cert}",
+            f"--serving-key={pair.key}",
+            f"--client-ca={ca.cert}",
+        ]
+
     def proxy_kubeconfig(self) -> Path:
         """kube-proxy's identity (bound to system:node-proxier), for the Service proxy."""
         assert self.state is not None
@@ -208,6 +237,7 @@ class LocalControlPlane:
         assert self.state is not None
         serving = ca.serving("apiserver", cidrs.first_ip(self.state.service_cidr))
         sa = pki.service_account_keys(self.pki_dir)
+        kubelet_client = ca.client("apiserver-kubelet-client", KUBELET_CLIENT_USER)
         policy = self.state_dir / "audit-policy.yaml"
         policy.write_text(_AUDIT_POLICY)
         self._spawn(
@@ -227,6 +257,11 @@ class LocalControlPlane:
                 f"--service-cluster-ip-range={self.state.service_cidr}",
                 "--authorization-mode=Node,RBAC",
                 "--enable-admission-plugins=NodeRestriction",
+                # `kubectl logs` goes through the node's kubelet API (the node agent's).
+                f"--kubelet-client-certificate={kubelet_client.cert}",
+                f"--kubelet-client-key={kubelet_client.key}",
+                f"--kubelet-certificate-authority={ca.cert}",
+                "--kubelet-preferred-address-types=InternalIP",
                 # A loopback address cannot back the `kubernetes` Service's endpoints.
                 "--endpoint-reconciler-type=none",
                 f"--audit-policy-file={policy}",
@@ -238,6 +273,9 @@ class LocalControlPlane:
             ],
         )
         wait_until(lambda: self._api_ok("/readyz"), 90, self._what("kube-apiserver"))
+        self._api_create(
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", _KUBELET_CLIENT_BINDING
+        )
 
     def _start_controller_manager(self, binaries: Binaries, ca: pki.CertificateAuthority) -> None:
         conf = self.state_dir / "controller-manager.kubeconfig"
@@ -257,6 +295,11 @@ class LocalControlPlane:
                 # Each controller acts as its own service account with its own bootstrap role.
                 "--use-service-account-credentials=true",
                 "--controllers=*",
+                # The default client rate (20/s, burst 30) paces the Job controller at about
+                # 3 Jobs/s, far below what a VideoJob of thousands of segments needs.
+                "--kube-api-qps=200",
+                "--kube-api-burst=400",
+                "--concurrent-job-syncs=10",
                 "--profiling=false",
                 "--v=1",
             ],
@@ -301,6 +344,22 @@ class LocalControlPlane:
     def _api_ok(self, path: str) -> bool:
         assert self.state is not None
         return _http_ok(self.state.server + path, self._ssl_context())
+
+    def _api_create(self, path: str, body: dict[str, Any]) -> None:
+        """POST an object as the admin; one that exists already is left as it is."""
+        assert self.state is not None
+        request = urllib.request.Request(
+            self.state.server + path,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10, context=self._ssl_context()):
+                pass
+        except urllib.error.HTTPError as exc:
+            if exc.code != 409:
+                raise ControlPlaneError(f"creating {path}: HTTP {exc.code} {exc.reason}") from None
 
     def is_healthy(self) -> bool:
         if self.state is None:

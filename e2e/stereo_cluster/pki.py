@@ -128,11 +128,21 @@ class CertificateAuthority:
     def serving(self, stem: str, service_ip: str) -> KeyPair:
         """The API server's certificate, valid for 127.0.0.1 and `service_ip`, the first IP
         of the cluster's Service range, where in-cluster clients reach it."""
+        return self._serving(stem, "kube-apiserver", API_SERVER_SANS, ("127.0.0.1", service_ip))
+
+    def node_serving(self, stem: str, node_name: str) -> KeyPair:
+        """A node agent's kubelet-API certificate: the API server reaches every node at
+        127.0.0.1 (its InternalIP) and verifies this against the cluster CA."""
+        return self._serving(stem, f"system:node:{node_name}", (node_name,), ("127.0.0.1",))
+
+    def _serving(
+        self, stem: str, common_name: str, names: tuple[str, ...], ips: tuple[str, ...]
+    ) -> KeyPair:
         key = _new_key()
-        sans: list[x509.GeneralName] = [x509.DNSName(n) for n in API_SERVER_SANS]
-        sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", service_ip)]
+        sans: list[x509.GeneralName] = [x509.DNSName(n) for n in names]
+        sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
         builder = (
-            _builder(_name("kube-apiserver"), self._name, key.public_key())
+            _builder(_name(common_name), self._name, key.public_key())
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         )

@@ -215,6 +215,9 @@ def test_operator_config_is_a_valid_operator_config(rendered: dict[str, str], na
     assert config.inference.tolerations == inference["tolerations"]
     assert config.inference.node_selector == inference["nodeSelector"]
     assert config.media.gpus == 0
+    # The heartbeat Lease the operator renews is the one its RBAC names.
+    assert config.liveness.lease_name == f"{RELEASE}-stereo-operator-heartbeat"
+    assert config.liveness.timeout_seconds == values["operator"]["liveness"]["timeoutSeconds"]
 
 
 @pytest.mark.parametrize("name", VALUE_SET_NAMES)
@@ -580,6 +583,10 @@ def test_operator_rbac_covers_the_operators_own_manifest(helm: Helm) -> None:
             if resource == "namespaces" and not namespaces:
                 assert not any(r[1] == "namespaces" for r in granted)
                 continue
+            if resource == "leases" and verb != "create":  # the heartbeat Lease only
+                lease = f"{RELEASE}-stereo-operator-heartbeat"
+                assert (group, resource, lease, verb) in granted, (resource, verb)
+                continue
             assert (group, resource, "", verb) in granted, (group, resource, verb)
 
 
@@ -590,8 +597,9 @@ def test_operator_rbac_stays_narrow(rendered: dict[str, str]) -> None:
     assert "*" not in {r[3] for r in rules} and "*" not in {r[0] for r in rules}
     # Users own their VideoJobs: the operator never creates or deletes one.
     assert not {("stereo.dev", "videojobs", "", v) for v in ("create", "delete")} & rules
-    # Keep-alives go into its own peering object only.
+    # Keep-alives go into its own peering object only, heartbeats into its own Lease.
     assert ("kopf.dev", "clusterkopfpeerings", "", "patch") not in rules
+    assert not {("coordination.k8s.io", "leases", "", v) for v in ("patch", "watch")} & rules
     assert ("kopf.dev", "clusterkopfpeerings", f"{RELEASE}-stereo-operator", "patch") in rules
 
 

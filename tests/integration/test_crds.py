@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import copy
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,41 +12,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from tests.integration.kube import eventually
-
-ROOT = Path(__file__).resolve().parents[2]
-KUBECTL = str(Path(sys.executable).parent / "kubectl")
-
-
-def kubectl(
-    kubeconfig: Path, *args: str, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [KUBECTL, f"--kubeconfig={kubeconfig}", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-@pytest.fixture(scope="module")
-def crds(kubeconfig: Path, api: client.ApiClient) -> Iterator[None]:
-    applied = kubectl(
-        kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds")
-    )
-    assert applied.returncode == 0, applied.stderr
-    ext = client.ApiextensionsV1Api(api)
-
-    def established() -> bool:
-        names = ("videojobs.stereo.dev", "segments.stereo.dev")
-        conds = [
-            c for n in names for c in ext.read_custom_resource_definition(n).status.conditions or []
-        ]
-        return sum(c.type == "Established" and c.status == "True" for c in conds) == 2
-
-    eventually(established, 30, "the CRDs to be Established")
-    yield
+from tests.integration.kube import kubectl
 
 
 def videojob(name: str = "film", **spec: Any) -> dict[str, Any]:

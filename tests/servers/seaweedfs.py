@@ -13,20 +13,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .process import HOST, ManagedServer, find_executable, free_port, http_status
+from stereo_cluster.store import WEED_PORT_FLAGS
 
-_PORT_FLAGS = (
-    "master.port",
-    "master.port.grpc",
-    "volume.port",
-    "volume.port.grpc",
-    "filer.port",
-    "filer.port.grpc",
-    "s3.port",
-    "s3.port.grpc",
-    "admin.port",
-    "admin.port.grpc",
-)
+from .process import HOST, ManagedServer, find_executable, free_port, http_status
 
 
 def _toml_value(value: object) -> str:
@@ -44,7 +33,8 @@ class SeaweedFS(ManagedServer):
 
     webhook_url: the filer POSTs every metadata change there. webhook_options
     adds keys to ``[notification.webhook]`` (event_types, path_prefixes,
-    timeout_seconds, max_retries, workers...).
+    timeout_seconds, max_retries, workers...). host: the address it binds
+    (a node's bridge gateway, for pods in their own network namespace).
     """
 
     name = "seaweedfs"
@@ -57,8 +47,10 @@ class SeaweedFS(ManagedServer):
         webhook_options: Mapping[str, Any] | None = None,
         buckets: Sequence[str] = (),
         ready_timeout: float | None = None,
+        host: str = HOST,
     ) -> None:
         super().__init__(ready_timeout=ready_timeout)
+        self.host = host
         self.webhook_url = webhook_url
         self.webhook_options = dict(webhook_options or {})
         self.buckets = tuple(buckets)
@@ -68,17 +60,17 @@ class SeaweedFS(ManagedServer):
 
     @property
     def s3_endpoint(self) -> str:
-        return f"http://{HOST}:{self.ports['s3.port']}"
+        return f"http://{self.host}:{self.ports['s3.port']}"
 
     endpoint_url = s3_endpoint
 
     @property
     def filer_url(self) -> str:
-        return f"http://{HOST}:{self.ports['filer.port']}"
+        return f"http://{self.host}:{self.ports['filer.port']}"
 
     @property
     def filer_grpc_address(self) -> str:
-        return f"{HOST}:{self.ports['filer.port.grpc']}"
+        return f"{self.host}:{self.ports['filer.port.grpc']}"
 
     @property
     def env(self) -> dict[str, str]:
@@ -107,7 +99,7 @@ class SeaweedFS(ManagedServer):
         self.s3_client().create_bucket(Bucket=name)
 
     def _allocate_ports(self) -> None:
-        self.ports = {flag: free_port() for flag in _PORT_FLAGS}
+        self.ports = {flag: free_port(self.host) for flag in WEED_PORT_FLAGS}
 
     def _prepare(self) -> None:
         (self.workdir / "data").mkdir(exist_ok=True)
@@ -137,8 +129,8 @@ class SeaweedFS(ManagedServer):
             weed,
             "mini",
             f"-dir={work / 'data'}",
-            f"-ip={HOST}",
-            f"-ip.bind={HOST}",
+            f"-ip={self.host}",
+            f"-ip.bind={self.host}",
             "-master.telemetry=false",
             "-admin.ui=false",
             "-webdav=false",
@@ -157,7 +149,7 @@ class SeaweedFS(ManagedServer):
         return (
             http_status(self.s3_endpoint) is not None
             and http_status(f"{self.filer_url}/?pretty=y") == 200
-            and http_status(f"http://{HOST}:{self.ports['volume.port']}/status") == 200
+            and http_status(f"http://{self.host}:{self.ports['volume.port']}/status") == 200
         )
 
     def stop(self) -> None:

@@ -26,9 +26,15 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
     p.add_argument("--service-cidr", help="the cluster's Service range")
     p.add_argument("--service-proxy", action="store_true", help="proxy the cluster's Services")
     p.add_argument("--proxy-kubeconfig", type=Path, help="kube-proxy's identity for the proxy")
+    p.add_argument("--serving-cert", type=Path, help="the kubelet API's certificate (logs)")
+    p.add_argument("--serving-key", type=Path, help="its key")
+    p.add_argument("--client-ca", type=Path, help="the CA of the kubelet API's clients")
     args = p.parse_args(argv)
     if args.service_proxy and (args.proxy_kubeconfig is None or args.service_cidr is None):
         p.error("--service-proxy needs --proxy-kubeconfig and --service-cidr")
+    serving = (args.serving_cert, args.serving_key, args.client_ca)
+    if any(serving) and not all(serving):
+        p.error("--serving-cert, --serving-key and --client-ca go together")
     labels = dict(item.split("=", 1) for item in args.label)
     return NodeConfig(
         name=args.name,
@@ -45,6 +51,9 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
         service_cidr=args.service_cidr,
         service_proxy=args.service_proxy,
         proxy_kubeconfig=args.proxy_kubeconfig,
+        serving_cert=args.serving_cert,
+        serving_key=args.serving_key,
+        client_ca=args.client_ca,
     )
 
 

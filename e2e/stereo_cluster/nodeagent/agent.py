@@ -16,6 +16,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from stereo_cluster.nodeagent.config import NodeConfig
+from stereo_cluster.nodeagent.logserver import Authorizer, LogServer, PodLogs
 from stereo_cluster.nodeagent.network import PodNetwork, unavailable_reason
 from stereo_cluster.nodeagent.node import NodeRegistration
 from stereo_cluster.nodeagent.podenv import DataReader, decode_secret
@@ -104,6 +105,24 @@ class NodeAgent:
         self.stopping = threading.Event()
         self._watch: watch.Watch | None = None
         self.network, self.proxy = self._networking()
+        # Pods whose logs the kubelet API serves, by (namespace, name), until deleted.
+        self.pod_logs: dict[tuple[str, str], PodLogs] = {}
+        self.log_server = self._log_server()
+
+    def _log_server(self) -> LogServer | None:
+        cfg = self.cfg
+        if cfg.serving_cert is None or cfg.serving_key is None or cfg.client_ca is None:
+            log.info("no --serving-cert: no kubelet API, so `kubectl logs` will not work")
+            return None
+        # Its own client: the server's threads must not share the watch's connection pool.
+        api = config.new_client_from_config(config_file=str(cfg.kubeconfig))
+        return LogServer(
+            lambda ns, name: self.pod_logs.get((ns, name)),
+            Authorizer(api, cfg.name),
+            cfg.serving_cert,
+            cfg.serving_key,
+            cfg.client_ca,
+        )
 
     def _networking(self) -> tuple[PodNetwork | None, ServiceProxy | None]:
         cfg = self.cfg
@@ -145,16 +164,21 @@ class NodeAgent:
                 self.network.start()
             if self.proxy is not None:
                 self.proxy.start()
+            if self.log_server is not None:
+                self.log_server.start()
             self._register_and_watch()
         finally:
             self._stop_all()
+            if self.log_server is not None:
+                self.log_server.stop()
             if self.proxy is not None:
                 self.proxy.stop()
             if self.network is not None:
                 self.network.stop()
 
     def _register_and_watch(self) -> None:
-        registration = NodeRegistration(self.api, self.cfg)
+        port = self.log_server.port if self.log_server is not None else 0
+        registration = NodeRegistration(self.api, self.cfg, port)
         registration.register()
         threading.Thread(
             target=registration.heartbeat_forever, args=(self.stopping,), daemon=True
@@ -177,6 +201,9 @@ class NodeAgent:
         present = {p["metadata"]["uid"] for p in body["items"]}
         for uid in set(self.runners) - present:
             self._forget(uid)
+        for key, logs in list(self.pod_logs.items()):
+            if logs.directory.name not in present:  # deleted while the watch was down
+                del self.pod_logs[key]
         for pod in body["items"]:
             self.handle("ADDED", pod)
         self._watch = watch.Watch()
@@ -196,6 +223,9 @@ class NodeAgent:
         runner = self.runners.get(uid)
         if kind == "DELETED":
             self._forget(uid)
+            key = (pod["metadata"]["namespace"], pod["metadata"]["name"])
+            if key in self.pod_logs and self.pod_logs[key].directory.name == uid:
+                del self.pod_logs[key]
             return
         if runner is not None and runner.finished.is_set():
             self.runners.pop(uid)
@@ -227,6 +257,9 @@ class NodeAgent:
                 self.pods, pod, self.cfg.work_dir / "pods", self.base_env(), self.network
             )
             self.runners[uid] = runner
+            self.pod_logs[(pod["metadata"]["namespace"], pod["metadata"]["name"])] = PodLogs(
+                runner.dir, runner.container_names, runner.log_copying
+            )
             runner.start()
 
     def _forget(self, uid: str) -> None:

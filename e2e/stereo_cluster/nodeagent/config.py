@@ -54,6 +54,11 @@ class NodeConfig:
     # The one node per cluster that proxies Services, with kube-proxy's identity.
     service_proxy: bool = False
     proxy_kubeconfig: Path | None = None
+    # The kubelet API (container logs): its serving key pair and the CA its clients' (the
+    # API server's) certificates must chain to; without them the node serves no logs.
+    serving_cert: Path | None = None
+    serving_key: Path | None = None
+    client_ca: Path | None = None
 
     def capacity(self) -> dict[str, str]:
         cap = {

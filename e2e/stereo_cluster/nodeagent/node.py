@@ -52,7 +52,8 @@ def _condition(kind: str, status: str, reason: str, message: str, now: str) -> d
     }
 
 
-def node_status(cfg: NodeConfig, now: str) -> dict[str, Any]:
+def node_status(cfg: NodeConfig, now: str, kubelet_port: int = 0) -> dict[str, Any]:
+    """The Node's status; `kubelet_port` is where the agent's kubelet API (logs) listens."""
     conditions = [
         _condition(kind, "False", f"KubeletHas{reason}", message, now)
         for kind, reason, message in (
@@ -62,7 +63,7 @@ def node_status(cfg: NodeConfig, now: str) -> dict[str, Any]:
         )
     ]
     conditions.append(_condition("Ready", "True", "KubeletReady", "node agent is ready", now))
-    return {
+    status: dict[str, Any] = {
         "capacity": cfg.capacity(),
         "allocatable": cfg.capacity(),
         "conditions": conditions,
@@ -83,11 +84,15 @@ def node_status(cfg: NodeConfig, now: str) -> dict[str, Any]:
             "architecture": "amd64",
         },
     }
+    if kubelet_port:
+        status["daemonEndpoints"] = {"kubeletEndpoint": {"Port": kubelet_port}}
+    return status
 
 
 class NodeRegistration:
-    def __init__(self, api: client.ApiClient, cfg: NodeConfig) -> None:
+    def __init__(self, api: client.ApiClient, cfg: NodeConfig, kubelet_port: int = 0) -> None:
         self.cfg = cfg
+        self.kubelet_port = kubelet_port
         self.core = client.CoreV1Api(api)
         self.coordination = client.CoordinationV1Api(api)
 
@@ -112,7 +117,8 @@ class NodeRegistration:
             log.warning("podCIDR of node %s not set: %s", self.cfg.name, exc.reason)
 
     def report_status(self) -> None:
-        self.core.patch_node_status(self.cfg.name, {"status": node_status(self.cfg, now_rfc3339())})
+        status = node_status(self.cfg, now_rfc3339(), self.kubelet_port)
+        self.core.patch_node_status(self.cfg.name, {"status": status})
 
     def renew_lease(self) -> None:
         body = {

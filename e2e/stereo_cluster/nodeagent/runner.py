@@ -20,6 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from stereo_cluster.nodeagent.containerlogs import (
+    LogCopier,
+    instance_path,
+    last_text,
+    start_copier,
+)
 from stereo_cluster.nodeagent.names import RESOLV_CONF, hosts_file, pod_hostname, service_env
 from stereo_cluster.nodeagent.network import HOST_IP, HOST_NETWORK, PodNet, PodNetwork
 from stereo_cluster.nodeagent.podenv import DataReader, EnvError, container_env, expand
@@ -98,7 +104,9 @@ class PodRunner(threading.Thread):
         ]
         self.main = [ContainerRecord(c["name"], c.get("image", "")) for c in spec["containers"]]
         self._specs = {c["name"]: c for c in spec.get("initContainers", []) + spec["containers"]}
+        self.container_names = tuple(self._specs)
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: dict[str, LogCopier] = {}  # each container's latest instance's log
         self._restart_at: dict[str, float] = {}
         self._probes: dict[str, ContainerProbes] = {}
         self._probe_changed = threading.Event()
@@ -269,23 +277,24 @@ class PodRunner(threading.Thread):
         if launch.mounts:
             argv, cwd = self._in_mount_namespace(record.name, argv, launch.mounts, cwd), self.dir
         argv = self.net.wrap(argv)
-        logfile = self.dir / f"{record.name}.log"
         try:
-            with open(logfile, "ab") as out:
-                proc = subprocess.Popen(
-                    argv,
-                    env=env,
-                    cwd=cwd,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
+            proc = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=cwd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         except OSError as exc:
             record.terminate(
                 127 if isinstance(exc, FileNotFoundError) else 128, "StartError", str(exc)
             )
             return
+        assert proc.stdout is not None and proc.stderr is not None
+        streams = {"stdout": proc.stdout, "stderr": proc.stderr}
+        self._logs[record.name] = start_copier(self.dir, record.name, record.restart_count, streams)
         self._procs[record.name] = proc
         record.pid, record.started_at = proc.pid, now_rfc3339()
         record.exit_code = record.finished_at = record.reason = record.message = None
@@ -342,22 +351,29 @@ class PodRunner(threading.Thread):
             probes.stop()
         self._killing.discard(record.name)
         if proc is not None and proc.returncode is not None:
+            copier = self._logs.get(record.name)
+            if copier is not None:
+                copier.wait(timeout=2.0)  # the last lines, before the message is taken
             code = _exit_code(proc.returncode)
-            message = self._termination_message(record.name, code)
+            message = self._termination_message(record, code)
             if message is None and probes is not None:
                 message = probes.failure
             record.terminate(code, message=message)
 
-    def _termination_message(self, container: str, exit_code: int) -> str | None:
+    def _termination_message(self, record: ContainerRecord, exit_code: int) -> str | None:
         """The kubelet's FallbackToLogsOnError: a failed container's log tail as its message."""
-        policy = self._specs[container].get("terminationMessagePolicy", "File")
+        policy = self._specs[record.name].get("terminationMessagePolicy", "File")
         if exit_code == 0 or policy != "FallbackToLogsOnError":
             return None
-        with open(self.dir / f"{container}.log", "rb") as log_file:
-            log_file.seek(0, os.SEEK_END)
-            log_file.seek(max(0, log_file.tell() - _MESSAGE_BYTES))
-            lines = log_file.read().decode(errors="replace").splitlines()[-_MESSAGE_LINES:]
-        return "\n".join(lines) or None
+        path = instance_path(self.dir, record.name, record.restart_count)
+        return last_text(path, _MESSAGE_BYTES, _MESSAGE_LINES) or None
+
+    def log_copying(self, container: str, instance: int) -> bool:
+        """Whether that instance of the container may still add to its log (`kubectl logs
+        -f` follows it until then); called from the log server's threads."""
+        copier = self._logs.get(container)
+        path = instance_path(self.dir, container, instance)
+        return copier is not None and copier.path == path and not copier.done.is_set()
 
     def _prepare_restart(self, record: ContainerRecord) -> None:
         record.last_exit = record.state().get("terminated")
