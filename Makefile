@@ -1,7 +1,7 @@
 # The two commands of the README: `make demo` (the main job) and `make test` (the suite).
 PY := .venv/bin
 
-.PHONY: setup test lint demo demo-down cluster-up cluster-down crds
+.PHONY: setup test lint demo demo-down cluster-up cluster-down crds e2e-kind
 
 setup:
 	scripts/setup
@@ -11,6 +11,7 @@ lint: setup
 	$(PY)/ruff format --check .
 	$(PY)/mypy
 	$(PY)/stereo-crdgen --check
+	$(PY)/stereo-docgen --check
 	scripts/sync-chart-crds --check
 
 test: lint
@@ -20,7 +21,7 @@ demo: setup
 	scripts/demo
 
 demo-down:
-	$(PY)/stereo-cluster down
+	$(PY)/stereo-cluster stack down
 
 cluster-up: setup
 	$(PY)/stereo-cluster up
@@ -31,3 +32,9 @@ cluster-down:
 crds: setup
 	$(PY)/stereo-crdgen
 	scripts/sync-chart-crds
+	$(PY)/stereo-docgen
+
+# The e2e suite on a kind cluster (Docker, Go; see e2e/README.md, "The kind path").
+e2e-kind:
+	e2e/kind/up
+	e2e/kind/test

@@ -76,6 +76,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
+{{- /* The operator's heartbeat Lease (liveness), named in its config and its RBAC. */}}
+{{- define "stereo-operator.heartbeatLease" -}}
+{{ include "stereo-operator.fullname" . }}-heartbeat
+{{- end }}
+
 {{- define "stereo-operator.peeringName" -}}
 {{- default (include "stereo-operator.fullname" .) .Values.operator.peering.name }}
 {{- end }}
@@ -324,6 +329,15 @@ read back with fromYaml.
 {{- define "stereo-operator.podTemplateConfig" -}}
 {{- $ctx := .ctx }}
 {{- $t := .template }}
+{{- /* S3 keys reach the Jobs as envFrom; a GCS key file is mounted, as in the operator. */}}
+{{- $secret := include "stereo-operator.storageSecretName" $ctx }}
+{{- $mountKey := and (eq $ctx.Values.storage.kind "gcs") (ne $secret "") }}
+{{- $volumes := $t.volumes }}
+{{- $mounts := $t.volumeMounts }}
+{{- if $mountKey }}
+{{- $volumes = append $volumes (dict "name" "storage-credentials" "secret" (dict "secretName" $secret)) }}
+{{- $mounts = append $mounts (dict "name" "storage-credentials" "mountPath" (include "stereo-operator.storageSecretDir" $ctx) "readOnly" true) }}
+{{- end }}
 {{- $out := dict
   "image" .image
   "imagePullPolicy" .pullPolicy
@@ -332,10 +346,14 @@ read back with fromYaml.
   "resources" $t.resources
   "nodeSelector" $t.nodeSelector
   "tolerations" $t.tolerations
-  "env" (concat $t.env (fromYamlArray (include "stereo-operator.storageEnv" (dict "ctx" $ctx "mounted" false "json" true))) | default (list))
+  "env" (concat $t.env (fromYamlArray (include "stereo-operator.storageEnv" (dict "ctx" $ctx "mounted" $mountKey "json" true))) | default (list))
   "envFrom" (concat $t.envFrom (fromYamlArray (include "stereo-operator.storageEnvFrom" $ctx)) | default (list))
   "labels" $t.labels
-  "ttlSecondsAfterFinished" $t.ttlSecondsAfterFinished }}
+  "ttlSecondsAfterFinished" $t.ttlSecondsAfterFinished
+  "volumes" $volumes
+  "volumeMounts" $mounts
+  "podSecurityContext" $t.podSecurityContext
+  "securityContext" $t.securityContext }}
 {{- with $t.serviceAccountName }}{{ $_ := set $out "serviceAccountName" . }}{{ end }}
 {{- with $t.priorityClassName }}{{ $_ := set $out "priorityClassName" . }}{{ end }}
 {{- toYaml $out }}
@@ -357,5 +375,7 @@ read back with fromYaml.
   "inference" (include "stereo-operator.podTemplateConfig" (dict "ctx" . "template" $j.inference "image" $inferenceImage "pullPolicy" $j.inference.image.pullPolicy) | fromYaml)
   "media" (include "stereo-operator.podTemplateConfig" (dict "ctx" . "template" $j.media "image" (include "stereo-operator.mediaImage" .) "pullPolicy" $mediaPullPolicy) | fromYaml) }}
 {{- with $j.queueName }}{{ $_ := set $config "queueName" . }}{{ end }}
+{{- $liveness := .Values.operator.liveness }}
+{{- $_ := set $config "liveness" (dict "leaseName" (include "stereo-operator.heartbeatLease" .) "heartbeatSeconds" $liveness.heartbeatSeconds "timeoutSeconds" $liveness.timeoutSeconds) }}
 {{- toYaml $config }}
 {{- end }}
