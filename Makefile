@@ -21,7 +21,7 @@ demo: setup
 	scripts/demo
 
 demo-down:
-	$(PY)/stereo-cluster stack down
+	$(PY)/stereoctl --config .state/demo/stereoctl.yaml dev down --state-dir .state
 
 cluster-up: setup
 	$(PY)/stereo-cluster up
