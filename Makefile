@@ -15,7 +15,7 @@ lint: setup
 	scripts/sync-chart-crds --check
 
 test: lint
-	$(PY)/pytest -q -p no:cacheprovider
+	$(PY)/pytest -q -p no:cacheprovider --durations=25
 
 demo: setup
 	scripts/demo
