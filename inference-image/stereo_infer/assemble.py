@@ -1,4 +1,8 @@
-"""Joining converted segments by stream copy and muxing the source audio back in."""
+"""Joining converted segments by stream copy and muxing the source's audio back in.
+
+The audio comes straight from the source (a path or the URL of ``stereo_infer.source``), by
+stream copy: no copy of it is made before the GPUs start, and it is bit-exact.
+"""
 
 import os
 from collections.abc import Sequence
@@ -6,7 +10,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from stereo_infer.audio import MP4_AUDIO_CODECS
 from stereo_infer.errors import AssembleInputError, BadInputError, MediaError
 from stereo_infer.ffmpeg import run_ffmpeg, run_ffprobe_json
 from stereo_infer.framerate import plan_rate
@@ -14,6 +17,8 @@ from stereo_infer.probe import count_frames
 from stereo_infer.progress import ProgressReporter
 from stereo_types.plan import SplitPlan
 
+# Audio codecs the mp4 muxer takes as they are.
+MP4_AUDIO_CODECS = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"})
 # Sync offsets below this are timestamp noise, not a real delay.
 _OFFSET_EPSILON_S = 1e-4
 
@@ -116,18 +121,19 @@ def assemble(
     segment_files: Sequence[Path],
     output: Path,
     *,
-    audio: Path | None = None,
+    audio: Path | str | None = None,
     container: Container | str | None = None,
     show_progress: bool = True,
 ) -> AssembleResult:
-    """Join ``segment_files`` (in plan order) into ``output``, with ``audio`` muxed in sync.
+    """Join ``segment_files`` (in plan order) into ``output``, with the plan's audio stream of
+    ``audio`` (the source) muxed in sync.
 
     The output appears under its final name only once complete.
     """
     kind = container_for(output, container)
     check_segments(plan, segment_files)
-    if audio is not None and not audio.is_file():
-        raise AssembleInputError(f"audio file is missing: {audio}")
+    if isinstance(audio, Path) and not audio.is_file():
+        raise AssembleInputError(f"audio source is missing: {audio}")
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.partial")
     concat_list = output.with_name(f".{output.name}.concat.txt")
@@ -140,8 +146,9 @@ def assemble(
         if offset > _OFFSET_EPSILON_S:
             inputs += ["-itsoffset", f"{offset:.6f}"]
         inputs += ["-i", str(audio)]
+        stream = plan.audio.stream_index if plan.audio is not None else 0
         # Both streams are muxed whole; no -shortest, which would cut the audio.
-        outputs += ["-map", "1:a:0", *_audio_codec_args(audio, kind)]
+        outputs += ["-map", f"1:{stream}", *_audio_codec_args(audio, stream, kind)]
     if kind is Container.MP4:
         outputs += ["-movflags", "+faststart"]
     outputs += ["-f", _MUXERS[kind], str(partial)]
@@ -209,13 +216,15 @@ def _segment_stream(path: Path) -> SegmentStream:
     )
 
 
-def _audio_codec_args(audio: Path, kind: Container) -> list[str]:
-    doc = run_ffprobe_json(
-        ["-select_streams", "a:0", "-show_entries", "stream=codec_name", str(audio)]
-    )
-    streams = doc.get("streams") or []
+def _audio_codec_args(audio: Path | str, stream: int, kind: Container) -> list[str]:
+    doc = run_ffprobe_json(["-show_entries", "stream=index,codec_type,codec_name", str(audio)])
+    streams = [
+        s
+        for s in doc.get("streams") or []
+        if s.get("index") == stream and s.get("codec_type") == "audio"
+    ]
     if not streams:
-        raise AssembleInputError(f"no audio stream in {audio}")
+        raise AssembleInputError(f"no audio stream {stream} in {audio}")
     codec = streams[0].get("codec_name")
     if kind is Container.MP4 and codec not in MP4_AUDIO_CODECS:
         # mp4 cannot carry it (e.g. PCM): the one case where audio is re-encoded.

@@ -1,13 +1,13 @@
 """``stereo-infer``: the command the operator's Jobs run.
 
     stereo-infer probe    --input PATH_OR_URI
-    stereo-infer split    --input PATH_OR_URI --segment-seconds N [--pre-roll K]
+    stereo-infer plan     --input PATH_OR_URI --segment-seconds N [--pre-roll K]
                           (--workspace ROOT_URI --namespace NS --videojob NAME --uid UID
                            | --output-dir DIR_OR_PREFIX [--plan-out FILE_OR_URI])
-                          [--crf N] [--preset P]
     stereo-infer convert  --input URI --output URI --format F [--engine copy|builtin|iw3]
+                          [--window JSON | --pre-roll K]
                           [--divergence D] [--convergence C] [--depth-model M]
-                          [--pre-roll K] [--codec h264|hevc] [--crf N] [--preset P]
+                          [--codec h264|hevc] [--crf N] [--preset P]
                           [--device auto|cpu|cuda[:N]] [--batch-size N]
     stereo-infer assemble --plan PLAN_URI --output FINAL_URI [--container mp4|mkv]
     stereo-infer serve    [--host H] [--port 8080] [--engine E] [--depth-model M]
@@ -18,11 +18,13 @@
 ``serve`` runs the HTTP inference server (``stereo_infer.server``): ``GET /ping``
 and ``POST /invocations``, SageMaker compatible.
 
-``split`` writes every segment input, the source's audio and, last, the plan (JSON,
-``stereo_types.plan.SplitPlan``), which names each segment's input and output URI.
-With ``--workspace`` all names follow ``stereo_types.layout``; with ``--output-dir``
-segment i is ``DIR/<i:05d>/input.mp4`` and the plan ``DIR/plan.json`` unless
-``--plan-out`` says otherwise. ``assemble`` joins the outputs the plan names.
+``plan`` reads the source's packet index (no picture is decoded, nothing but the plan is
+written) and writes the plan (JSON, ``stereo_types.plan.SplitPlan``): each segment's window
+of the source and its output URI. ``convert --window`` converts one window, read straight
+from the source; without it, the whole input. With ``--workspace`` all names follow
+``stereo_types.layout``; with ``--output-dir`` segment i's output is
+``DIR/<i:05d>/output.mp4`` and the plan ``DIR/plan.json`` unless ``--plan-out`` says
+otherwise. ``assemble`` joins the outputs the plan names and muxes the source's audio.
 
 Paths may be local paths or file://, s3:// and gs:// URIs. Exit codes are in
 ``stereo_infer.exitcodes``.
@@ -34,41 +36,35 @@ import signal
 import sys
 import tempfile
 import threading
-import time
 import traceback
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
 from pydantic import ValidationError
 
-from stereo_infer import exitcodes, metrics
+from stereo_infer import exitcodes
 from stereo_infer.assemble import Container, assemble, check_plan, container_for
+from stereo_infer.conversion import ConversionRequest, convert
 from stereo_infer.encoding import ENCODERS, PRESETS, VideoEncoding
-from stereo_infer.engines import (
-    ENGINE_NAMES,
-    EngineJob,
-    EngineOptions,
-    available_engines,
-    get_engine,
-)
+from stereo_infer.engines import ENGINE_NAMES, EngineOptions, available_engines, get_engine
 from stereo_infer.engines.formats import StereoFormat, parse_format
 from stereo_infer.errors import (
     BadInputError,
-    MediaError,
     StereoInferError,
     TransientError,
     UnknownEngineError,
 )
 from stereo_infer.io import fetch_input, is_local, local_path, publish_output
-from stereo_infer.probe import count_frames, probe
-from stereo_infer.progress import ProgressReporter
-from stereo_infer.split import read_plan, split_video
-from stereo_infer.targets import LayoutTargets, LocalTargets, SplitTargets
+from stereo_infer.planner import plan_source, read_plan
+from stereo_infer.probe import probe
+from stereo_infer.source import open_source
+from stereo_infer.targets import LayoutTargets, LocalTargets, PlanTargets
 from stereo_types.formats import StereoSettings
 from stereo_types.layout import StorageRoot, VideoJobRef
+from stereo_types.plan import SourceWindow
 
 
 class UsageError(BadInputError):
@@ -91,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True)
     p.set_defaults(handler=cmd_probe)
 
-    p = commands.add_parser("split", help="split a video into frame-exact segments")
+    p = commands.add_parser(
+        "plan", help="plan frame-exact segments from the source's packet index (no decode)"
+    )
     p.add_argument("--input", required=True)
     p.add_argument("--segment-seconds", required=True, type=float, metavar="N")
     p.add_argument(
@@ -109,8 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--output-dir", metavar="DIR", help="folder or URI prefix for segments, audio and plan"
     )
     local.add_argument("--plan-out", metavar="FILE", help="default DIR/plan.json")
-    _add_encoding_args(p, codec=False)
-    p.set_defaults(handler=cmd_split)
+    p.set_defaults(handler=cmd_plan)
 
     p = commands.add_parser("convert", help="convert one segment (or a whole video) to stereo")
     p.add_argument("--input", required=True)
@@ -122,9 +119,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--convergence", type=float, default=0.5)
     p.add_argument("--depth-model", help="depth-estimation model; default: the engine's")
     p.add_argument(
-        "--pre-roll", type=int, default=0, metavar="K", help="leading frames to drop on output"
+        "--window",
+        metavar="JSON",
+        help="the segment's window of the source, as in the plan; default: every frame",
     )
-    _add_encoding_args(p, codec=True)
+    p.add_argument(
+        "--pre-roll",
+        type=int,
+        default=0,
+        metavar="K",
+        help="without --window: leading frames to drop on output",
+    )
+    _add_encoding_args(p)
     _add_engine_args(p)
     p.set_defaults(handler=cmd_convert)
 
@@ -180,16 +186,15 @@ def _engine_options(args: argparse.Namespace) -> EngineOptions:
         raise UsageError(str(exc)) from None
 
 
-def _add_encoding_args(p: argparse.ArgumentParser, *, codec: bool) -> None:
-    if codec:
-        p.add_argument("--codec", default="h264", help="|".join(ENCODERS))
+def _add_encoding_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--codec", default="h264", help="|".join(ENCODERS))
     p.add_argument("--crf", type=int, default=None, help="0..51; default lossless")
     p.add_argument("--preset", default="veryfast", help="|".join(PRESETS))
 
 
 def _encoding(args: argparse.Namespace) -> VideoEncoding:
     try:
-        return VideoEncoding(codec=getattr(args, "codec", "h264"), crf=args.crf, preset=args.preset)
+        return VideoEncoding(codec=args.codec, crf=args.crf, preset=args.preset)
     except BadInputError as exc:
         raise UsageError(str(exc)) from None
 
@@ -241,35 +246,23 @@ def _sigterm_as_tempfail() -> Iterator[None]:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    with tempfile.TemporaryDirectory(prefix="stereo-probe-") as tmp:
-        info = probe(fetch_input(args.input, Path(tmp)))
+    with open_source(args.input) as source:
+        info = probe(source.url)
         print(info.model_dump_json(indent=2))
     return exitcodes.OK
 
 
-def cmd_split(args: argparse.Namespace) -> int:
-    # Cheap checks first: a bad request fails before any download.
+def cmd_plan(args: argparse.Namespace) -> int:
+    # Cheap checks first: a bad request fails before the source is read.
     if args.pre_roll < 0:
         raise UsageError(f"--pre-roll must be >= 0: {args.pre_roll}")
-    targets = _split_targets(args)
-    encoding = _encoding(args)
-    with tempfile.TemporaryDirectory(prefix="stereo-split-") as tmp:
-        work = Path(tmp)
-        source = fetch_input(args.input, work / "input")
-        plan = split_video(
-            source,
-            targets,
-            args.segment_seconds,
-            source_uri=args.input,
-            pre_roll=args.pre_roll,
-            encoding=encoding,
-            work_dir=work / "segments",
-            show_progress=not args.no_progress,
-        )
+    targets = _plan_targets(args)
+    plan = plan_source(args.input, targets, args.segment_seconds, pre_roll=args.pre_roll)
     print(
-        f"split {plan.frame_count} frames into {len(plan.segments)} segments"
-        f" of {plan.segment_frames} frames at {plan.fps_num}/{plan.fps_den} fps;"
-        f" plan: {targets.plan}",
+        f"planned {plan.frame_count} frames in {len(plan.segments)} segments"
+        f" of {plan.segment_frames} frames at {plan.fps_num}/{plan.fps_den} fps"
+        f" ({plan.keyframes} keyframes, {plan.lead_frames} frames decoded only to reach"
+        f" a segment's start); plan: {targets.plan}",
         file=sys.stderr,
     )
     return exitcodes.OK
@@ -278,7 +271,7 @@ def cmd_split(args: argparse.Namespace) -> int:
 _LAYOUT_OPTIONS = ("workspace", "namespace", "videojob", "uid")
 
 
-def _split_targets(args: argparse.Namespace) -> SplitTargets:
+def _plan_targets(args: argparse.Namespace) -> PlanTargets:
     """The layout's names (--workspace ...) or one folder's (--output-dir), never both."""
     given = [f"--{name}" for name in _LAYOUT_OPTIONS if getattr(args, name) is not None]
     if args.output_dir is not None:
@@ -287,11 +280,11 @@ def _split_targets(args: argparse.Namespace) -> SplitTargets:
         return LocalTargets.under(args.output_dir, args.plan_out)
     if not given:
         raise UsageError(
-            "split needs --workspace, --namespace, --videojob and --uid, or --output-dir"
+            "plan needs --workspace, --namespace, --videojob and --uid, or --output-dir"
         )
     missing = [f"--{name}" for name in _LAYOUT_OPTIONS if getattr(args, name) is None]
     if missing:
-        raise UsageError(f"split with {', '.join(given)} also needs {', '.join(missing)}")
+        raise UsageError(f"plan with {', '.join(given)} also needs {', '.join(missing)}")
     if args.plan_out is not None:
         raise UsageError("--plan-out goes with --output-dir; the layout names the plan")
     try:
@@ -303,7 +296,7 @@ def _split_targets(args: argparse.Namespace) -> SplitTargets:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    # Cheap checks first: a bad request fails before any download.
+    # Cheap checks first: a bad request fails before the source is read.
     stereo_format = parse_format(args.format)
     engine = get_engine(args.engine, _engine_options(args))
     if not math.isfinite(args.divergence) or args.divergence < 0:
@@ -314,50 +307,32 @@ def cmd_convert(args: argparse.Namespace) -> int:
         raise UsageError(f"--pre-roll must be >= 0: {args.pre_roll}")
     if args.depth_model is not None:
         _check_depth_model(args.depth_model)
-    encoding = _encoding(args)
+    request = ConversionRequest(
+        input_uri=args.input,
+        output_uri=args.output,
+        stereo_format=stereo_format,
+        divergence=args.divergence,
+        convergence=args.convergence,
+        encoding=_encoding(args),
+        depth_model=args.depth_model,
+        window=_window(args),
+        pre_roll_frames=args.pre_roll,
+    )
     # Refuses a format or model the engine cannot make, and loads the model.
     engine.prepare(stereo_format, args.depth_model)
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="stereo-convert-") as tmp:
-        work = Path(tmp)
-        source = fetch_input(args.input, work / "input")
-        info = probe(source)
-        if args.pre_roll >= info.video.frame_count:
-            raise BadInputError(
-                f"--pre-roll {args.pre_roll} leaves no frames of {info.video.frame_count}"
-            )
-        suffix = Path(args.output.rsplit("/", 1)[-1]).suffix or ".mp4"
-        out = work / f"output{suffix}"
-        job = EngineJob(
-            input_path=source,
-            output_path=out,
-            source=info,
-            stereo_format=stereo_format,
-            divergence=args.divergence,
-            convergence=args.convergence,
-            pre_roll_frames=args.pre_roll,
-            encoding=encoding,
-            depth_model=args.depth_model,
-        )
-        expected = info.video.frame_count - args.pre_roll
-        progress = None if args.no_progress else ProgressReporter(engine.name, expected)
-        engine.convert(job, progress)
-        produced = count_frames(out)
-        if progress is not None:
-            progress.finish(produced)
-        if produced != expected:
-            raise MediaError(f"engine {engine.name} wrote {produced} frames, expected {expected}")
-        publish_output(out, args.output)
-        conversion = metrics.Conversion(
-            engine=engine.name,
-            format=stereo_format.value,
-            frames=produced,
-            wall_seconds=time.monotonic() - started,
-            input_bytes=source.stat().st_size,
-            device=args.device,
-        )
-    metrics.report(conversion)
+    convert(engine, request, device=args.device, show_progress=not args.no_progress)
     return exitcodes.OK
+
+
+def _window(args: argparse.Namespace) -> SourceWindow | None:
+    if args.window is None:
+        return None
+    if args.pre_roll:
+        raise UsageError("--pre-roll goes without --window; a window carries its own")
+    try:
+        return SourceWindow.model_validate_json(args.window)
+    except ValidationError as exc:
+        raise UsageError(f"--window is not a valid window: {exc}") from None
 
 
 def _check_depth_model(name: str) -> None:
@@ -380,17 +355,19 @@ def cmd_assemble(args: argparse.Namespace) -> int:
             fetch_input(seg.output_uri, work / "segments" / f"{seg.index:05d}")
             for seg in plan.segments
         ]
-        audio = fetch_input(plan.audio.uri, work / "audio") if plan.audio else None
         # A local output is renamed into place by assemble itself.
         target = local_path(args.output) if is_local(args.output) else work / f"output.{kind}"
-        result = assemble(
-            plan,
-            segment_files,
-            target,
-            audio=audio,
-            container=kind,
-            show_progress=not args.no_progress,
-        )
+        with ExitStack() as stack:
+            # The audio is stream-copied straight from the source (range reads).
+            audio = stack.enter_context(open_source(plan.audio.uri)).url if plan.audio else None
+            result = assemble(
+                plan,
+                segment_files,
+                target,
+                audio=audio,
+                container=kind,
+                show_progress=not args.no_progress,
+            )
         if not is_local(args.output):
             publish_output(result.output, args.output)
     print(

@@ -2,16 +2,17 @@
 
 A request is JSON::
 
-    {"input_uri": "s3://b/seg/00001/input.mp4",
+    {"input_uri": "s3://b/films/film.mkv",
      "output_uri": "s3://b/seg/00001/output.mp4",
      "format": "half-sbs",
-     "stereo": {"divergence": 2.0, "convergence": 0.5, "depthModel": "Any_V2_S",
-                "preRollFrames": 4},
+     "window": {"streamIndex": 0, "timeBaseNum": 1, "timeBaseDen": 15360, ...},
+     "stereo": {"divergence": 2.0, "convergence": 0.5, "depthModel": "Any_V2_S"},
      "engine": "builtin",
      "encoding": {"codec": "h264", "crf": 20, "preset": "medium"}}
 
-Keys may be snake_case or camelCase (``inputUri``); ``stereo``, ``engine``
-and ``encoding`` are optional: an omitted depth model means the model the
+Keys may be snake_case or camelCase (``inputUri``); ``window`` (the segment's part of the
+source, as the plan gives it; omitted: every frame of the input, less ``preRollFrames``),
+``stereo``, ``engine`` and ``encoding`` are optional: an omitted depth model means the model the
 server loaded at start, omitted encoding the VideoJob defaults. SageMaker's
 ``X-Amzn-SageMaker-Custom-Attributes`` header may carry ``key=value`` pairs
 separated by commas or semicolons for any of the leaf fields (``format``,
@@ -32,8 +33,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
-from stereo_types.base import StorageUri
+from stereo_types.base import SourceUri, StorageUri
 from stereo_types.formats import EncodingSettings, OutputFormat, StereoSettings
+from stereo_types.plan import SourceWindow
 
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 INPUT_LOCATION_KEYS = ("InputLocation", "inputLocation", "input_location")
@@ -56,9 +58,10 @@ class RequestError(ValueError):
 class InvocationRequest(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
-    input_uri: StorageUri
+    input_uri: SourceUri
     output_uri: StorageUri
     format: OutputFormat
+    window: SourceWindow | None = None
     stereo: StereoSettings = StereoSettings()
     engine: str | None = None
     encoding: EncodingSettings = EncodingSettings()

@@ -77,7 +77,7 @@ def fetch_input(uri: str, dest_dir: Path) -> Path:
         if not path.is_file():
             raise InputNotFoundError(f"input not found: {uri}")
         return path
-    store = _store_for(uri)
+    store = store_for(uri)
     dest_dir.mkdir(parents=True, exist_ok=True)
     target = dest_dir / (uri.rstrip("/").rsplit("/", 1)[-1] or "input")
     try:
@@ -92,7 +92,7 @@ def publish_output(local: Path, uri: str) -> None:
     if is_local(uri):
         _publish_local(local, local_path(uri))
         return
-    store = _store_for(uri)
+    store = store_for(uri)
     try:
         # An object store PUT is atomic: the object appears whole.
         store.upload_file(local, uri)
@@ -128,7 +128,7 @@ def _publish_local(local: Path, dest: Path) -> None:
         partial.unlink(missing_ok=True)
 
 
-def _store_for(uri: str) -> ObjectStore:
+def store_for(uri: str) -> ObjectStore:
     scheme = scheme_of(uri)
     if scheme not in REMOTE_SCHEMES:
         raise UnsupportedUriError(

@@ -1,5 +1,11 @@
-"""Probing a source video with ffprobe into a typed description."""
+"""Probing a source video with ffprobe into a typed description.
 
+The source may be a local path or the http URL of ``stereo_infer.source``. With
+``count=False`` the probe reads headers only: no packet scan for a container that does not
+store its frame count, so it costs a few range reads however long the film.
+"""
+
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,8 +40,10 @@ class VideoInfo(BaseModel):
     # rate source, its average rate snapped to a standard one).
     frame_rate: FrameRate
     variable_frame_rate: bool
+    # 0 when a header-only probe found no count in the container.
     frame_count: int
-    frame_count_method: Literal["container", "packets"]
+    frame_count_method: Literal["container", "packets", "unknown"]
+    time_base: Fraction
     duration_seconds: float
     start_time: float
     # Clockwise degrees a player turns the coded picture (display matrix).
@@ -69,6 +77,8 @@ class MediaInfo(BaseModel):
 
     path: str
     container: str
+    # The file's start time (ffmpeg's -ss counts from it).
+    start_time: float = 0.0
     streams: list[StreamSummary]
     video: VideoInfo
     audio: AudioInfo | None
@@ -78,10 +88,14 @@ class MediaInfo(BaseModel):
         return self.video.duration_seconds
 
 
-def probe(path: Path | str) -> MediaInfo:
-    """Describe ``path``; raise ProbeError when it is missing or not a readable video."""
-    source = Path(path)
-    if not source.is_file():
+def probe(path: Path | str, *, count: bool = True) -> MediaInfo:
+    """Describe ``path`` (a file or an http URL); ProbeError when it is not a readable video.
+
+    ``count=False`` leaves the frame count 0 and an audio duration None where only a packet
+    scan would tell them, and does not decode a first frame.
+    """
+    source = Path(path) if not str(path).startswith(("http://", "https://")) else str(path)
+    if isinstance(source, Path) and not source.is_file():
         raise ProbeError(f"input not found: {source}")
     doc = _ffprobe(["-show_format", "-show_streams", str(source)], source)
     streams = doc.get("streams") or []
@@ -90,18 +104,21 @@ def probe(path: Path | str) -> MediaInfo:
         raise ProbeError(f"no video stream in {source}")
     audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
     fmt = doc.get("format") or {}
-    _require_decodable_frame(source, int(video["index"]))
+    if count:
+        # A header-only probe serves a source already planned, whose frames were checked.
+        require_decodable_frame(source, int(video["index"]))
     return MediaInfo(
         path=str(source),
         container=str(fmt.get("format_name") or "unknown"),
+        start_time=_float(fmt.get("start_time")) or 0.0,
         streams=[
             StreamSummary(
                 index=int(s["index"]), type=str(s.get("codec_type")), codec=s.get("codec_name")
             )
             for s in streams
         ],
-        video=_video_info(source, video, fmt),
-        audio=_audio_info(source, audio) if audio is not None else None,
+        video=_video_info(source, video, fmt, count),
+        audio=_audio_info(source, audio, count) if audio is not None else None,
     )
 
 
@@ -115,7 +132,7 @@ def count_frames(path: Path, stream_index: int = 0) -> int:
     return nb_frames if nb_frames else _count_packets(path, stream_index)
 
 
-def _ffprobe(args: list[str], source: Path) -> dict[str, Any]:
+def _ffprobe(args: list[str], source: Path | str) -> dict[str, Any]:
     try:
         return run_ffprobe_json(args)
     except TransientError:
@@ -133,7 +150,7 @@ def _first_video_stream(streams: list[dict[str, Any]]) -> dict[str, Any] | None:
     return None
 
 
-def _require_decodable_frame(source: Path, index: int) -> None:
+def require_decodable_frame(source: Path | str, index: int) -> None:
     doc = _ffprobe(
         [
             "-select_streams",
@@ -150,7 +167,9 @@ def _require_decodable_frame(source: Path, index: int) -> None:
         raise ProbeError(f"no decodable video frame in {source}")
 
 
-def _video_info(source: Path, stream: dict[str, Any], fmt: dict[str, Any]) -> VideoInfo:
+def _video_info(
+    source: Path | str, stream: dict[str, Any], fmt: dict[str, Any], count: bool
+) -> VideoInfo:
     index = int(stream["index"])
     width, height = _int(stream.get("width")), _int(stream.get("height"))
     if not width or not height:
@@ -159,9 +178,10 @@ def _video_info(source: Path, stream: dict[str, Any], fmt: dict[str, Any]) -> Vi
     real = FrameRate.parse(stream.get("r_frame_rate"))
     frame_rate, variable = _working_rate(source, avg, real)
     nb_frames = _int(stream.get("nb_frames"))
-    frame_count = nb_frames or _count_packets(source, index)
-    if frame_count <= 0:
+    frame_count = nb_frames or (_count_packets(source, index) if count else 0)
+    if count and frame_count <= 0:
         raise ProbeError(f"video stream of {source} has no frames")
+    method = "container" if nb_frames else ("packets" if count else "unknown")
     start = _float(stream.get("start_time")) or 0.0
     transfer = stream.get("color_transfer")
     return VideoInfo(
@@ -175,7 +195,8 @@ def _video_info(source: Path, stream: dict[str, Any], fmt: dict[str, Any]) -> Vi
         frame_rate=frame_rate,
         variable_frame_rate=variable,
         frame_count=frame_count,
-        frame_count_method="container" if nb_frames else "packets",
+        frame_count_method=method,
+        time_base=_time_base(source, stream),
         duration_seconds=_stream_duration(stream, start) or _float(fmt.get("duration")) or 0.0,
         start_time=start,
         rotation=_rotation(stream),
@@ -187,8 +208,19 @@ def _video_info(source: Path, stream: dict[str, Any], fmt: dict[str, Any]) -> Vi
     )
 
 
+def _time_base(source: Path | str, stream: dict[str, Any]) -> Fraction:
+    num, _, den = str(stream.get("time_base") or "").partition("/")
+    try:
+        value = Fraction(int(num), int(den))
+    except (ValueError, ZeroDivisionError):
+        raise ProbeError(f"video stream of {source} has no time base") from None
+    if value <= 0:
+        raise ProbeError(f"video stream of {source} has no time base")
+    return value
+
+
 def _working_rate(
-    source: Path, avg: FrameRate | None, real: FrameRate | None
+    source: Path | str, avg: FrameRate | None, real: FrameRate | None
 ) -> tuple[FrameRate, bool]:
     """The constant rate to work at, and whether the source's rate varies."""
     if avg is not None and real is not None and not avg.close_to(real):
@@ -201,7 +233,7 @@ def _working_rate(
     return rate, False
 
 
-def _audio_info(source: Path, stream: dict[str, Any]) -> AudioInfo:
+def _audio_info(source: Path | str, stream: dict[str, Any], count: bool) -> AudioInfo:
     index = int(stream["index"])
     start = _float(stream.get("start_time")) or 0.0
     return AudioInfo(
@@ -209,7 +241,8 @@ def _audio_info(source: Path, stream: dict[str, Any]) -> AudioInfo:
         codec=stream.get("codec_name"),
         channels=_int(stream.get("channels")),
         sample_rate=_int(stream.get("sample_rate")),
-        duration_seconds=_stream_duration(stream, start) or _packet_span(source, index),
+        duration_seconds=_stream_duration(stream, start)
+        or (_packet_span(source, index) if count else None),
         start_time=start,
     )
 
@@ -225,7 +258,7 @@ def _stream_duration(stream: dict[str, Any], start: float) -> float | None:
     return end - start if end else None
 
 
-def _count_packets(source: Path, index: int) -> int:
+def _count_packets(source: Path | str, index: int) -> int:
     doc = _ffprobe(
         [
             "-select_streams",
@@ -240,7 +273,7 @@ def _count_packets(source: Path, index: int) -> int:
     return _int((doc.get("streams") or [{}])[0].get("nb_read_packets")) or 0
 
 
-def _packet_span(source: Path, index: int) -> float | None:
+def _packet_span(source: Path | str, index: int) -> float | None:
     """Duration from first packet start to last packet end (demux only, no decode)."""
     doc = _ffprobe(
         [

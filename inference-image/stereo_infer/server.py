@@ -39,14 +39,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from stereo_infer import exitcodes, metrics
+from stereo_infer import exitcodes
+from stereo_infer.conversion import ConversionRequest, NoFramesLeft, convert
 from stereo_infer.encoding import VideoEncoding
-from stereo_infer.engines import Engine, EngineJob, EngineOptions, get_engine
+from stereo_infer.engines import Engine, EngineOptions, get_engine
 from stereo_infer.engines.formats import StereoFormat
 from stereo_infer.errors import (
     BadInputError,
     InputNotFoundError,
-    MediaError,
     StereoInferError,
     TransientError,
 )
@@ -59,9 +59,7 @@ from stereo_infer.invocation import (
     input_location,
     parse_json,
 )
-from stereo_infer.io import fetch_input, publish_output
-from stereo_infer.probe import count_frames, probe
-from stereo_infer.progress import ProgressReporter
+from stereo_infer.io import fetch_input
 
 EngineFactory = Callable[[str, EngineOptions], Engine]
 
@@ -185,59 +183,32 @@ class InferenceService:
         depth_model: str | None,
         encoding: VideoEncoding,
     ) -> InvocationResult:
-        started = time.monotonic()
-        pre_roll = request.stereo.pre_roll_frames
-        with tempfile.TemporaryDirectory(prefix="stereo-serve-") as tmp:
-            work = Path(tmp)
-            source = fetch_input(request.input_uri, work / "input")
-            info = probe(source)
-            if pre_roll >= info.video.frame_count:
-                raise RequestError(
-                    "stereo.preRollFrames",
-                    f"{pre_roll} leaves no frames of {info.video.frame_count}",
-                )
-            name = request.output_uri.rstrip("/").rsplit("/", 1)[-1]
-            suffix = Path(name).suffix or f".{request.encoding.container.value}"
-            out = work / f"output{suffix}"
-            job = EngineJob(
-                input_path=source,
-                output_path=out,
-                source=info,
-                stereo_format=stereo_format,
-                divergence=request.stereo.divergence,
-                convergence=request.stereo.convergence,
-                pre_roll_frames=pre_roll,
-                encoding=encoding,
-                depth_model=depth_model,
-            )
-            expected = info.video.frame_count - pre_roll
-            progress = (
-                ProgressReporter(engine.name, expected) if self.config.show_progress else None
-            )
-            engine.convert(job, progress)
-            produced = count_frames(out)
-            if produced != expected:
-                raise MediaError(
-                    f"engine {engine.name} wrote {produced} frames, expected {expected}"
-                )
-            publish_output(out, request.output_uri)
-            input_bytes = source.stat().st_size
-        seconds = time.monotonic() - started
-        metrics.report(
-            metrics.Conversion(
-                engine=engine.name,
-                format=stereo_format.value,
-                frames=produced,
-                wall_seconds=seconds,
-                input_bytes=input_bytes,
-                device=self.config.engine_options.device,
-            )
+        conversion = ConversionRequest(
+            input_uri=request.input_uri,
+            output_uri=request.output_uri,
+            stereo_format=stereo_format,
+            divergence=request.stereo.divergence,
+            convergence=request.stereo.convergence,
+            encoding=encoding,
+            depth_model=depth_model,
+            window=request.window,
+            # A window carries its own pre-roll.
+            pre_roll_frames=0 if request.window else request.stereo.pre_roll_frames,
         )
+        try:
+            result = convert(
+                engine,
+                conversion,
+                device=self.config.engine_options.device,
+                show_progress=self.config.show_progress,
+            )
+        except NoFramesLeft as exc:
+            raise RequestError("stereo.preRollFrames", str(exc)) from None
         return InvocationResult(
             output_uri=request.output_uri,
-            frames=produced,
-            seconds=seconds,
-            video_seconds=produced / float(info.video.frame_rate),
+            frames=result.frames,
+            seconds=result.wall_seconds,
+            video_seconds=result.video_seconds,
             engine=engine.name,
             format=stereo_format.value,
             depth_model=depth_model,

@@ -35,11 +35,15 @@ def attempt_start(view: SegmentView) -> datetime | None:
     return view.status.attempt_start_time or view.status.start_time
 
 
-def segment_figures(
-    view: SegmentView, completion: SegmentCompletion, input_bytes: int | None
-) -> SegmentConversion | None:
-    """The segment's conversion figures; None when no attempt start is known."""
+def segment_figures(view: SegmentView, completion: SegmentCompletion) -> SegmentConversion | None:
+    """The segment's conversion figures; None when no attempt start is known.
+
+    The input is the segment's window of the source: its bytes are the plan's count of the
+    video packets it reads.
+    """
     started = attempt_start(view)
+    window = view.spec.window
+    input_bytes = window.bytes if window is not None and window.bytes else None
     if started is None:
         return None
     wall = _round(max(0.0, (completion.event_time - started).total_seconds()))
@@ -57,13 +61,11 @@ def segment_figures(
     )
 
 
-def with_figures(
-    patch: SegmentPatch, input_bytes: int | None
-) -> tuple[SegmentPatch, SegmentConversion | None]:
+def with_figures(patch: SegmentPatch) -> tuple[SegmentPatch, SegmentConversion | None]:
     """A completion's patch with the segment's conversion figures added, and the figures."""
     if patch.completed is None:
         return patch, None
-    figures = segment_figures(patch.segment, patch.completed, input_bytes)
+    figures = segment_figures(patch.segment, patch.completed)
     if figures is None:
         return patch, None
     return replace(patch, patch={**patch.patch, "conversion": figures.to_wire()}), figures

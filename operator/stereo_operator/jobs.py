@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 from typing import Any
 
 from stereo_operator import labels
@@ -27,6 +28,17 @@ CONTAINER_NAME = "main"
 # stereo-infer's exit code for bad input (see stereo_infer.exitcodes): retrying cannot help.
 EXIT_BAD_INPUT = 3
 _UID_HASH_LENGTH = 5  # as in stereo_types.names.job_name
+EPHEMERAL_STORAGE = "ephemeral-storage"
+_MIB = 1 << 20
+_GIB = 1 << 30
+# The plan Job writes one JSON file and reads the source's packet index (one pass over the
+# file, no copy): a little scratch space, and an hour covers a 100 GB source at ~30 MB/s.
+PLAN_EPHEMERAL_BYTES = 256 * _MIB
+PLAN_DEADLINE_SECONDS = 3600
+# The assemble Job downloads every segment output and joins them beside them.
+ASSEMBLE_HEADROOM_BYTES = _GIB
+ASSEMBLE_BASE_SECONDS = 600
+ASSEMBLE_BYTES_PER_SECOND = 20 * _MIB
 
 
 def uid_hash(uid: str) -> str:
@@ -54,7 +66,7 @@ def videojob_owner(ref: VideoJobRef) -> dict[str, Any]:
     return owner_reference(VIDEOJOB_KIND, ref.name, ref.uid)
 
 
-def _resources(template: PodTemplate, gpus: int) -> dict[str, Any]:
+def _resources(template: PodTemplate, gpus: int, scratch_bytes: int | None) -> dict[str, Any]:
     resources = copy.deepcopy(template.resources)
     for section in ("limits", "requests"):
         if section in resources:
@@ -64,11 +76,19 @@ def _resources(template: PodTemplate, gpus: int) -> dict[str, Any]:
     if gpus > 0:
         # Extended resources are requested through limits; requests default to them.
         resources.setdefault("limits", {})[GPU_RESOURCE] = str(gpus)
+    if scratch_bytes is not None:
+        # The scheduler then places the pod where its scratch files fit; a value the chart
+        # sets explicitly wins.
+        resources.setdefault("requests", {}).setdefault(EPHEMERAL_STORAGE, str(scratch_bytes))
     return {k: v for k, v in resources.items() if v}
 
 
 def _pod_spec(
-    template: PodTemplate, args: list[str], env: list[dict[str, Any]], gpus: int
+    template: PodTemplate,
+    args: list[str],
+    env: list[dict[str, Any]],
+    gpus: int,
+    scratch_bytes: int | None = None,
 ) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
@@ -83,7 +103,7 @@ def _pod_spec(
     }
     if template.env_from:
         container["envFrom"] = copy.deepcopy(template.env_from)
-    resources = _resources(template, gpus)
+    resources = _resources(template, gpus, scratch_bytes)
     if resources:
         container["resources"] = resources
     if template.volume_mounts:
@@ -138,6 +158,7 @@ def build_job(
     backoff_limit: int,
     active_deadline_seconds: int | None = None,
     queue_name: str | None = None,
+    scratch_bytes: int | None = None,
 ) -> Manifest:
     all_labels = {**template.labels, **job_labels}
     if queue_name:
@@ -148,7 +169,7 @@ def build_job(
         "ttlSecondsAfterFinished": template.ttl_seconds_after_finished,
         "template": {
             "metadata": {"labels": {**template.labels, **job_labels}},
-            "spec": _pod_spec(template, args, env, gpus),
+            "spec": _pod_spec(template, args, env, gpus, scratch_bytes),
         },
     }
     if active_deadline_seconds is not None:
@@ -183,7 +204,7 @@ def split_job(
     ref: VideoJobRef, spec: VideoJobSpec, root: StorageRoot, config: OperatorConfig
 ) -> Manifest:
     args = [
-        "split",
+        "plan",
         "--input",
         spec.source,
         "--workspace",
@@ -199,7 +220,16 @@ def split_job(
         "--pre-roll",
         str(spec.stereo.pre_roll_frames),
     ]
-    return _media_job(ref, spec, config, Role.SPLIT, split_job_name(ref), args)
+    return _media_job(
+        ref,
+        spec,
+        config,
+        Role.SPLIT,
+        split_job_name(ref),
+        args,
+        scratch_bytes=PLAN_EPHEMERAL_BYTES,
+        deadline_seconds=PLAN_DEADLINE_SECONDS,
+    )
 
 
 def assemble_job(
@@ -208,7 +238,9 @@ def assemble_job(
     root: StorageRoot,
     output_uri: str,
     config: OperatorConfig,
+    segment_bytes: int,
 ) -> Manifest:
+    """The join: its scratch space and deadline follow the size of the segment outputs."""
     args = [
         "assemble",
         "--plan",
@@ -218,7 +250,17 @@ def assemble_job(
         "--container",
         spec.encoding.container.value,
     ]
-    return _media_job(ref, spec, config, Role.ASSEMBLE, assemble_job_name(ref), args)
+    return _media_job(
+        ref,
+        spec,
+        config,
+        Role.ASSEMBLE,
+        assemble_job_name(ref),
+        args,
+        # The outputs, then the final file beside them.
+        scratch_bytes=2 * segment_bytes + ASSEMBLE_HEADROOM_BYTES,
+        deadline_seconds=ASSEMBLE_BASE_SECONDS + 2 * segment_bytes // ASSEMBLE_BYTES_PER_SECOND,
+    )
 
 
 def _media_job(
@@ -228,6 +270,9 @@ def _media_job(
     role: Role,
     name: str,
     args: list[str],
+    *,
+    scratch_bytes: int,
+    deadline_seconds: int,
 ) -> Manifest:
     """A split or assemble Job: the media template, owned by the VideoJob."""
     return build_job(
@@ -241,10 +286,17 @@ def _media_job(
         gpus=config.media.gpus,
         # Transient failures (exit 75, a lost node) are retried by the Job controller itself.
         backoff_limit=spec.max_retries,
+        active_deadline_seconds=deadline_seconds,
+        scratch_bytes=scratch_bytes,
     )
 
 
 def convert_args(spec: SegmentSpec, engine: Engine) -> list[str]:
+    if spec.window is not None:
+        # The window names its pre-roll: the frames it decodes before the segment's own.
+        source = ["--window", json.dumps(spec.window.to_wire(), separators=(",", ":"))]
+    else:
+        source = ["--pre-roll", str(spec.stereo.pre_roll_frames)]
     return [
         "convert",
         "--input",
@@ -261,8 +313,7 @@ def convert_args(spec: SegmentSpec, engine: Engine) -> list[str]:
         spec.stereo.depth_model,
         "--engine",
         engine.value,
-        "--pre-roll",
-        str(spec.stereo.pre_roll_frames),
+        *source,
         "--codec",
         spec.encoding.codec.value,
         "--crf",

@@ -9,7 +9,7 @@ would have, and deciding twice from the same state gives the same writes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -96,18 +96,9 @@ class StorageNeeds:
     final_output: str | None = None
     failure_details: tuple[str, ...] = ()
     """Jobs whose pods' termination messages explain a failure about to be recorded."""
-    segment_inputs: tuple[tuple[int, str], ...] = ()
-    """Inputs of segments whose completion is about to be recorded (their conversion figures
-    need the size)."""
 
     def __bool__(self) -> bool:
-        return bool(
-            self.plan
-            or self.segment_outputs
-            or self.final_output
-            or self.failure_details
-            or self.segment_inputs
-        )
+        return bool(self.plan or self.segment_outputs or self.final_output or self.failure_details)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,9 +112,6 @@ class Fetched:
     final_checked: bool = False
     """Whether storage answered about the final output (None above then means absent)."""
     failure_details: Mapping[str, str] = field(default_factory=dict)
-    segment_inputs: Mapping[int, int | None] = field(default_factory=dict)
-    """Input sizes in bytes (None: absent); a segment storage did not answer about is left
-    out, and its figures go without the size."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,15 +215,6 @@ def _existing(snap: Snapshot) -> dict[int, SegmentView]:
     return {s.index: s for s in snap.segments if not s.deleting}
 
 
-def _completing_inputs(snap: Snapshot, segs: Iterable[SegmentView]) -> tuple[tuple[int, str], ...]:
-    return tuple(
-        (s.index, s.spec.input_uri)
-        for s in sorted(segs, key=lambda s: s.index)
-        if s.phase not in (SegmentPhase.COMPLETED, SegmentPhase.FAILED)
-        and (s.completion is not None or _awaits_check(snap, s))
-    )
-
-
 def storage_needs(snap: Snapshot) -> StorageNeeds:
     vj = snap.videojob
     phase = vj.status.phase
@@ -264,7 +243,6 @@ def storage_needs(snap: Snapshot) -> StorageNeeds:
             plan=len(existing) < vj.status.segments_total,
             segment_outputs=outputs,
             failure_details=failed,
-            segment_inputs=_completing_inputs(snap, existing.values()),
         )
     if phase is VideoJobPhase.ASSEMBLING:
         assemble = snap.assemble_job
@@ -395,7 +373,16 @@ class _Tick:
         if assemble is None:
             self.out.create_jobs.append(
                 jobs.assemble_job(
-                    self.vj.ref, self.spec, self.vj.root, self.vj.output_uri, self.config
+                    self.vj.ref,
+                    self.spec,
+                    self.vj.root,
+                    self.vj.output_uri,
+                    self.config,
+                    segment_bytes=sum(
+                        s.view.completion.size or 0
+                        for s in self.segs.values()
+                        if s.view.completion is not None
+                    ),
                 )
             )
         elif assemble.failed:
@@ -435,7 +422,7 @@ class _Tick:
 
     def patch_segment(self, patch: SegmentPatch) -> None:
         index = patch.segment.index
-        patch, figures = conversion.with_figures(patch, self.fetched.segment_inputs.get(index))
+        patch, figures = conversion.with_figures(patch)
         if figures is not None and index in self.segs:
             self.segs[index].conversion = figures
         self.out.segment_patches.append(patch)

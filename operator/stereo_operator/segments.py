@@ -52,6 +52,7 @@ def segment_spec(
         video_job_uid=ref.uid,
         index=planned.index,
         input_uri=planned.input_uri,
+        window=planned.window,
         # The plan names it (layout.segment_output_uri), so split, engine and assemble agree.
         output_uri=planned.output_uri,
         start_frame=planned.start_frame,
@@ -59,8 +60,8 @@ def segment_spec(
         start_seconds=planned.start_seconds,
         duration_seconds=planned.duration_seconds,
         format=spec.format,
-        # The segment's own pre-roll: the split gives the first segment none (nothing
-        # precedes it), and the engine must drop exactly what the split put in front.
+        # The segment's own pre-roll: the plan gives the first segment none (nothing
+        # precedes it); the window carries it too, for the engine.
         stereo=spec.stereo.model_copy(update={"pre_roll_frames": planned.pre_roll_frames}),
         encoding=spec.encoding,
         backend=spec.backend,

@@ -190,14 +190,6 @@ def fetch(rt: Runtime, snap: Snapshot, needs: StorageNeeds) -> Fetched:
         message = rt.kube.termination_message(vj.ref.namespace, job_name)
         if message:
             details[job_name] = message
-    inputs: dict[int, int | None] = {}
-    for index, uri in needs.segment_inputs:
-        try:
-            found_input = rt.workspace.stat(uri)
-        except StorageError as exc:
-            log.warning("cannot check %s: %s", uri, exc, extra=_extra(vj.ref, index))
-            continue
-        inputs[index] = found_input.size if found_input is not None else None
     return Fetched(
         plan=plan,
         plan_error=plan_error,
@@ -205,7 +197,6 @@ def fetch(rt: Runtime, snap: Snapshot, needs: StorageNeeds) -> Fetched:
         final_output=final,
         final_checked=final_checked,
         failure_details=details,
-        segment_inputs=inputs,
     )
 
 

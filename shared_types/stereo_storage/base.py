@@ -24,6 +24,9 @@ TEMP_PREFIX = ".stereo-partial-"
 # Called with the bytes moved since the previous call (a progress bar's advance).
 ProgressCallback = Callable[[int], None]
 
+# The largest piece read_range yields: what a reader holds in memory at once.
+CHUNK = 1024 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class ObjectStat:
@@ -63,6 +66,13 @@ def require_prefix(uri: str, key: str) -> None:
     # A bare bucket (or "/") is almost always a bad path join; never wipe it.
     if not key.strip("/"):
         raise StorageError(f"refusing to operate on the whole of {uri!r}", uri=uri)
+
+
+def empty_range(start: int, end: int | None) -> bool:
+    """Check read_range's bounds; True when [start, end) holds no bytes at all."""
+    if start < 0 or (end is not None and end < 0):
+        raise ValueError(f"negative offset in range [{start}, {end})")
+    return end is not None and end <= start
 
 
 def expires_seconds(expires: int | timedelta) -> int:
@@ -112,6 +122,16 @@ class ObjectStore(ABC):
         self, uri: str, local_path: StrPath, progress: ProgressCallback | None = None
     ) -> None:
         """Stream ``uri`` to a local file; raises ObjectNotFound when it is missing."""
+
+    @abstractmethod
+    def read_range(self, uri: str, start: int, end: int | None = None) -> Iterator[bytes]:
+        """Bytes [start, end) of the object (to its end when end is None), as chunks of at most
+        CHUNK bytes, streamed (never the whole range in memory). ObjectNotFound when missing;
+        start beyond the size yields nothing.
+
+        The store is asked on the first ``next()``; closing the iterator early drops the
+        transfer without reading the rest.
+        """
 
     @abstractmethod
     def list_prefix(self, uri: str) -> Iterator[ObjectStat]:

@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import BinaryIO, NoReturn
 
 from .base import (
+    CHUNK,
     TEMP_PREFIX,
     ObjectStat,
     ObjectStore,
     ProgressCallback,
     StrPath,
     atomic_target,
+    empty_range,
     require_prefix,
 )
 from .config import StorageConfig
@@ -130,6 +132,22 @@ class LocalStore(ObjectStore):
         try:
             with path.open("rb") as src, atomic_target(local_path) as tmp:
                 _copy(src, tmp, progress)
+        except OSError as exc:
+            _translate(exc, uri)
+
+    def read_range(self, uri: str, start: int, end: int | None = None) -> Iterator[bytes]:
+        path = self.path_of(uri)
+        left = 0 if empty_range(start, end) else None if end is None else end - start
+        try:
+            with path.open("rb") as src:
+                src.seek(start)  # past the end is allowed: reads then return b""
+                while left is None or left > 0:
+                    chunk = src.read(CHUNK if left is None else min(CHUNK, left))
+                    if not chunk:
+                        return
+                    if left is not None:
+                        left -= len(chunk)
+                    yield chunk
         except OSError as exc:
             _translate(exc, uri)
 

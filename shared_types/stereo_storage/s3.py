@@ -15,11 +15,13 @@ from botocore import UNSIGNED
 from botocore.config import Config
 
 from .base import (
+    CHUNK,
     ObjectStat,
     ObjectStore,
     ProgressCallback,
     StrPath,
     atomic_target,
+    empty_range,
     expires_seconds,
     require_key,
     require_prefix,
@@ -50,6 +52,8 @@ _TRANSIENT = {
     "503",
     "500",
 }
+# A range starting at or past the end (any range of an empty object).
+_UNSATISFIABLE = {"InvalidRange", "416"}
 _DELETE_BATCH = 1000  # DeleteObjects' limit
 _CREDENTIAL_ERRORS = (
     bce.NoCredentialsError,
@@ -83,7 +87,8 @@ def _translate(exc: BaseException, uri: str) -> NoReturn:
             if code in _TRANSIENT or status >= 500 or status == 429:
                 raise StorageUnavailable(msg, uri=uri) from exc
             raise StorageError(msg, uri=uri) from exc
-        if isinstance(seen, bce.ConnectionError | bce.HTTPClientError):
+        # IncompleteReadError: a body cut short, i.e. the connection broke.
+        if isinstance(seen, bce.ConnectionError | bce.HTTPClientError | bce.IncompleteReadError):
             raise StorageUnavailable(f"{uri}: {seen}", uri=uri) from exc
         if isinstance(
             seen,
@@ -183,6 +188,35 @@ class S3Store(ObjectStore):
                 )
         except _SDK_ERRORS as exc:
             _translate(exc, uri)
+
+    def read_range(self, uri: str, start: int, end: int | None = None) -> Iterator[bytes]:
+        bucket, key = split_bucket_uri(uri, "s3")
+        require_key(uri, key)
+        if empty_range(start, end):
+            # "bytes=5-4" is invalid, and S3 answers an invalid Range with the whole object.
+            if self.stat(uri) is None:
+                raise ObjectNotFound(f"{uri}: no such object", uri=uri)
+            return
+        last = "" if end is None else str(end - 1)
+        try:
+            response = self._client.get_object(
+                Bucket=bucket, Key=key, Range=f"bytes={start}-{last}"
+            )
+        except bce.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _UNSATISFIABLE:
+                return
+            _translate(exc, uri)
+        except _SDK_ERRORS as exc:
+            _translate(exc, uri)
+        body = response["Body"]
+        try:
+            # One GET streamed off the socket; closing the body early drops the
+            # connection instead of draining the rest of the range.
+            yield from body.iter_chunks(CHUNK)
+        except _SDK_ERRORS as exc:
+            _translate(exc, uri)
+        finally:
+            body.close()
 
     def list_prefix(self, uri: str) -> Iterator[ObjectStat]:
         bucket, prefix = split_bucket_uri(uri, "s3")

@@ -3,10 +3,11 @@
 Under a workspace root (s3://bucket[/prefix], gs://bucket[/prefix] or
 file:///abs/path) every VideoJob incarnation owns one folder:
 
-    <root>/<namespace>/<videojob>/<uid>/audio.mka
+    <root>/<namespace>/<videojob>/<uid>/plan.json
     <root>/<namespace>/<videojob>/<uid>/final.<ext>
-    <root>/<namespace>/<videojob>/<uid>/segments/<index:05d>/input.<ext>
     <root>/<namespace>/<videojob>/<uid>/segments/<index:05d>/output.<ext>
+
+No copy of the source is made: segments read their part of it where it is.
 
 Keys carry the VideoJob's UID, so a VideoJob re-created under the same name is
 never completed by an event about its predecessor's files.
@@ -28,9 +29,7 @@ from stereo_types.names import (
 
 SCHEMES = ("s3", "gs", "file")
 SEGMENTS_DIR = "segments"
-SEGMENT_INPUT_STEM = "input"
 SEGMENT_OUTPUT_STEM = "output"
-AUDIO_FILE = "audio.mka"
 FINAL_STEM = "final"
 
 _S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -210,17 +209,8 @@ def videojob_prefix_uri(root: StorageRoot | str, videojob: VideoJobRef) -> str:
     return as_root(root).uri_for(*videojob.parts())
 
 
-def segment_input_uri(root: StorageRoot | str, videojob: VideoJobRef, index: int, ext: str) -> str:
-    return as_root(root).uri_for(*videojob.parts(), *_segment_file(SEGMENT_INPUT_STEM, index, ext))
-
-
 def segment_output_uri(root: StorageRoot | str, videojob: VideoJobRef, index: int, ext: str) -> str:
     return as_root(root).uri_for(*videojob.parts(), *_segment_file(SEGMENT_OUTPUT_STEM, index, ext))
-
-
-def audio_uri(root: StorageRoot | str, videojob: VideoJobRef) -> str:
-    """Where the source's audio track is kept while the video is converted."""
-    return as_root(root).uri_for(*videojob.parts(), AUDIO_FILE)
 
 
 def final_output_uri(root: StorageRoot | str, videojob: VideoJobRef, ext: str) -> str:
@@ -254,8 +244,3 @@ def parse_segment_output(uri: str, root: StorageRoot | str) -> SegmentRef | None
     A bad root still raises ValueError.
     """
     return _parse_segment_file(uri, root, SEGMENT_OUTPUT_STEM)
-
-
-def parse_segment_input(uri: str, root: StorageRoot | str) -> SegmentRef | None:
-    """The segment whose input uri is, or None for any other object."""
-    return _parse_segment_file(uri, root, SEGMENT_INPUT_STEM)

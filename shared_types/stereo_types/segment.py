@@ -12,6 +12,7 @@ from stereo_types.backend import BackendSpec
 from stereo_types.base import (
     MAX_MESSAGE_LENGTH,
     MAX_REASON_LENGTH,
+    SourceUri,
     SpecModel,
     StatusModel,
     StorageUri,
@@ -27,6 +28,7 @@ from stereo_types.names import (
     MAX_VIDEOJOB_NAME_LENGTH,
     UID_PATTERN,
 )
+from stereo_types.plan import SourceWindow
 
 
 def _unquote(value: object) -> object:
@@ -158,8 +160,10 @@ class SegmentSpec(SpecModel):
     VideoJob of the same name is never completed by a stale object."""
     index: int = Field(ge=0, le=MAX_SEGMENT_INDEX)
     """Position of the segment in the VideoJob, from 0."""
-    input_uri: StorageUri
-    """The segment's slice of the source."""
+    input_uri: SourceUri
+    """The source; the inference Job reads the segment's window of it."""
+    window: SourceWindow | None = None
+    """Which frames of the source the segment decodes and owns (from the plan)."""
     output_uri: StorageUri
     """Where the inference Job writes the converted segment."""
     start_frame: int = Field(ge=0)

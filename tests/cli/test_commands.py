@@ -228,9 +228,9 @@ def test_logs_of_one_segment(world: World, finished: Finished) -> None:
 
 
 def test_submit_wait_reports_a_failed_job(world: World, media: dict) -> None:
-    """The split rejects its input (exit 3 fails its Job at once): --wait ends with the
+    """The plan Job rejects its input (exit 3 fails its Job at once): --wait ends with the
     VideoJob's message and the JobFailed exit code, and downloads nothing."""
-    world.harness.set_faults("broken", {"split": "fail:3"})
+    world.harness.set_faults("broken", {"plan": "fail:3"})
     saved = world.tmp / "broken.mp4"
     result = run(
         "submit", media["4s"].as_uri(), "--name", "broken", "--backend", "stub", "--wait",
@@ -243,7 +243,7 @@ def test_submit_wait_reports_a_failed_job(world: World, media: dict) -> None:
 
 
 def test_get_refuses_an_unfinished_job(world: World, media: dict) -> None:
-    world.harness.set_faults("slow", {"split": "sleep:60"})
+    world.harness.set_faults("slow", {"plan": "sleep:60"})
     submitted = run(
         "submit", media["4s"].as_uri(), "--name", "slow", "--backend", "stub",
         config=world.file_config,

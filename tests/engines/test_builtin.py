@@ -14,6 +14,7 @@ from stereo_infer.encoding import VideoEncoding
 from stereo_infer.engines import EngineJob
 from stereo_infer.engines.formats import StereoFormat, output_size
 from stereo_infer.probe import probe
+from stereo_infer.window import SegmentInput
 from tests.engines.videos import packets, read_frames, stream_info
 
 if TYPE_CHECKING:
@@ -33,13 +34,11 @@ def convert(
 ) -> Path:
     engine.convert(
         EngineJob(
-            input_path=source,
+            input=SegmentInput(str(source), probe(source).video, pre_roll_frames=pre_roll),
             output_path=out,
-            source=probe(source),
             stereo_format=fmt,
             divergence=divergence,
             convergence=convergence,
-            pre_roll_frames=pre_roll,
             encoding=encoding or VideoEncoding(),
             depth_model="Prior",
         )

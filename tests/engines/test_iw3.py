@@ -30,6 +30,7 @@ from stereo_infer.engines.iw3 import (
 )
 from stereo_infer.errors import BadInputError, UnknownEngineError
 from stereo_infer.probe import probe
+from stereo_infer.window import SegmentInput
 from tests.engines.videos import packets, stream_info
 
 
@@ -226,13 +227,11 @@ def test_iw3_in_process_reuses_one_model_across_segments(
         out = tmp_path / f"seg{i}.mp4"
         engine.convert(
             EngineJob(
-                input_path=tiny_clip,
+                input=SegmentInput(str(tiny_clip), info.video, pre_roll_frames=pre_roll),
                 output_path=out,
-                source=info,
                 stereo_format=StereoFormat.HALF_SBS,
                 divergence=3.0,
                 convergence=0.25,
-                pre_roll_frames=pre_roll,
                 encoding=VideoEncoding(crf=23, preset="ultrafast"),
                 depth_model="Any_V2_S",
             )

@@ -14,7 +14,7 @@ from stereo_operator.reconcile import Capacity, Snapshot, VideoJobState
 from stereo_operator.segments import segment_spec
 from stereo_operator.views import JobView, SegmentView
 from stereo_types.layout import StorageRoot, VideoJobRef, final_output_uri
-from stereo_types.plan import PlannedSegment, SplitPlan
+from stereo_types.plan import PlannedSegment, SourceWindow, SplitPlan
 from stereo_types.segment import SegmentStatus
 from stereo_types.videojob import VideoJobPhase, VideoJobSpec, VideoJobStatus
 
@@ -42,11 +42,29 @@ def status(**fields: Any) -> VideoJobStatus:
     return VideoJobStatus.model_validate(fields)
 
 
+def window(start_frame: int, frame_count: int, pre_roll: int = 0) -> SourceWindow:
+    """Frames [start - pre_roll, start + count) of a constant-rate source whose frame n has
+    pts n, decoded from its first keyframe."""
+    first = start_frame - pre_roll
+    return SourceWindow(
+        stream_index=0,
+        time_base_num=1,
+        time_base_den=24,
+        first_pts=first,
+        last_pts=start_frame + frame_count - 1,
+        pre_roll_frames=pre_roll,
+        frame_count=frame_count,
+        lead_frames=first,
+        bytes=1000 * (pre_roll + frame_count),
+    )
+
+
 def plan(count: int, pre_roll: int = 0) -> SplitPlan:
     segments = [
         PlannedSegment(
             index=i,
-            input_uri=f"file:///ws/films/movie/0000-uid-1111/segments/{i:05d}/input.mp4",
+            input_uri="file:///in/movie.mp4",
+            window=window(48 * i, 48, pre_roll if i else 0),
             output_uri=f"file:///ws/films/movie/0000-uid-1111/segments/{i:05d}/output.mp4",
             start_frame=48 * i,
             frame_count=48,
@@ -67,7 +85,6 @@ def plan(count: int, pre_roll: int = 0) -> SplitPlan:
         segment_seconds=2.0,
         segment_frames=48,
         pre_roll_frames=pre_roll,
-        segment_codec="h264",
         segments=segments,
     )
 

@@ -4,7 +4,7 @@ The test config makes it the command of the operator's Jobs. It reads the rules 
 VideoJob it runs for from $STEREO_TEST_FAULTS/<namespace>/<videojob>.json:
 
     {"convert": {"1": {"1": "fail:75"}, "*": {"*": "sleep:1.5"}},
-     "split": "fail:3", "assemble": "sleep:1"}
+     "plan": "fail:3", "assemble": "sleep:1"}
 
 keyed by subcommand, then (convert only) segment index and attempt, "*" matching any. An
 action is one of: fail:N (exit N, with a message on stderr), skip (exit 0 without running:

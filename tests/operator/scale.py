@@ -26,8 +26,9 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from stereo_operator import labels
-from stereo_types.layout import VideoJobRef, segment_input_uri, segment_output_uri
+from stereo_types.layout import VideoJobRef, segment_output_uri
 from stereo_types.plan import PlannedSegment, SplitPlan, plan_uri
+from tests.operator.factories import window
 from tests.operator.harness import Harness, active, file_path, operator_requests
 
 TAINT_KEY = "stereo.dev/fake-kubelet"
@@ -203,7 +204,7 @@ class FakeNode:
             raise ValueError(f"a pod with no stereo.dev/role label: {role!r}")
 
     def plan(self, source: str, workspace: str, ref: VideoJobRef) -> SplitPlan:
-        """What a split of an N-second, 1 fps source into 1-second segments writes."""
+        """What planning an N-second, 1 fps source in 1-second segments writes."""
         n = self.segments
         return SplitPlan(
             source=source,
@@ -215,11 +216,11 @@ class FakeNode:
             duration_seconds=float(n),
             segment_seconds=1.0,
             segment_frames=1,
-            segment_codec="h264",
             segments=[
                 PlannedSegment(
                     index=i,
-                    input_uri=segment_input_uri(workspace, ref, i, "mp4"),
+                    input_uri=source,
+                    window=window(i, 1),
                     output_uri=segment_output_uri(workspace, ref, i, "mp4"),
                     start_frame=i,
                     frame_count=1,

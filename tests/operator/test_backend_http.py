@@ -52,8 +52,14 @@ def seg_for(
     vj_spec: Any, index: int, input_uri: str, output_uri: str, **status: Any
 ) -> SegmentView:
     view = running(index, **status) if status.get("attempts") else segment(index, vj_spec=vj_spec)
+    # No window: the server converts the whole clip, as one segment.
     new_spec = view.spec.model_copy(
-        update={"input_uri": input_uri, "output_uri": output_uri, "backend": vj_spec.backend}
+        update={
+            "input_uri": input_uri,
+            "output_uri": output_uri,
+            "backend": vj_spec.backend,
+            "window": None,
+        }
     )
     return dataclasses.replace(view, spec=new_spec)
 

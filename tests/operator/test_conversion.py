@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 from stereo_operator import conversion, segments
-from stereo_operator.reconcile import Fetched, SegmentPatch, StorageNeeds, reconcile, storage_needs
+from stereo_operator.reconcile import Fetched, SegmentPatch, reconcile
 from stereo_operator.segments import StoredObject
 from stereo_operator.views import SegmentView
 from stereo_types.segment import (
@@ -37,13 +38,25 @@ def completion(index: int, at_seconds_before_now: float = 0) -> SegmentCompletio
     )
 
 
-def reported(index: int, attempt_started_seconds_ago: float, attempts: int = 1) -> SegmentView:
-    return running(
+def read(view: SegmentView, input_bytes: int | None) -> SegmentView:
+    """The view of a segment whose window reads ``input_bytes`` of the source (None: no
+    window, a whole-file conversion)."""
+    window = view.spec.window
+    assert window is not None
+    new_window = None if input_bytes is None else window.model_copy(update={"bytes": input_bytes})
+    return dataclasses.replace(view, spec=view.spec.model_copy(update={"window": new_window}))
+
+
+def reported(
+    index: int, attempt_started_seconds_ago: float, attempts: int = 1, input_bytes: int = MB
+) -> SegmentView:
+    view = running(
         index,
         attempts,
         attemptStartTime=NOW - timedelta(seconds=attempt_started_seconds_ago),
         completion=completion(index).to_wire(),
     )
+    return read(view, input_bytes)
 
 
 def test_launch_records_the_attempt_start() -> None:
@@ -53,9 +66,10 @@ def test_launch_records_the_attempt_start() -> None:
 
 
 def test_figures_from_attempt_start_frames_and_input_size() -> None:
-    view = reported(0, attempt_started_seconds_ago=8, attempts=2)
+    view = reported(0, attempt_started_seconds_ago=8, attempts=2, input_bytes=2 * MB)
     assert view.completion is not None
-    figures = conversion.segment_figures(view, view.completion, 2 * MB)
+    # The input is the segment's window of the source: its bytes come from the plan.
+    figures = conversion.segment_figures(view, view.completion)
     assert figures == SegmentConversion(
         wall_seconds=8.0,
         frames=48,
@@ -67,9 +81,9 @@ def test_figures_from_attempt_start_frames_and_input_size() -> None:
 
 
 def test_figures_without_input_size_or_wall_time_leave_those_out() -> None:
-    view = reported(0, attempt_started_seconds_ago=0)
+    view = read(reported(0, attempt_started_seconds_ago=0), None)
     assert view.completion is not None
-    figures = conversion.segment_figures(view, view.completion, None)
+    figures = conversion.segment_figures(view, view.completion)
     assert figures is not None
     assert figures.wall_seconds == 0 and figures.frames_per_second is None
     assert figures.input_bytes is None and figures.seconds_per_mb is None
@@ -78,35 +92,14 @@ def test_figures_without_input_size_or_wall_time_leave_those_out() -> None:
 def test_an_old_status_without_attempt_start_uses_the_first_start() -> None:
     view = running(0, completion=completion(0).to_wire())  # startTime one minute ago
     assert view.completion is not None
-    figures = conversion.segment_figures(view, view.completion, MB)
+    figures = conversion.segment_figures(view, view.completion)
     assert figures is not None and figures.wall_seconds == 60.0
 
 
 def test_no_start_at_all_gives_no_figures() -> None:
     view = segment(0, phase="Running", attempts=1, completion=completion(0).to_wire())
     patch = SegmentPatch(view, {"phase": "Completed"}, completed=view.completion)
-    assert conversion.with_figures(patch, MB) == (patch, None)
-
-
-def test_storage_is_asked_for_the_inputs_of_segments_about_to_complete() -> None:
-    done = reported(0, 10)
-    waiting = running(1)
-    checked = running(2)  # its Job succeeded past the grace period: the output gets checked
-    snap = snapshot(
-        vj_status=running_status(3),
-        segments=[done, waiting, checked],
-        jobs_=[
-            attempt_job(0, state="succeeded"),
-            attempt_job(1),
-            attempt_job(2, state="succeeded", finished_at=NOW - timedelta(minutes=5)),
-        ],
-    )
-    needs = storage_needs(snap)
-    assert needs.segment_inputs == (
-        (0, done.spec.input_uri),
-        (2, checked.spec.input_uri),
-    )
-    assert StorageNeeds(segment_inputs=needs.segment_inputs)  # something to ask
+    assert conversion.with_figures(patch) == (patch, None)
 
 
 def test_completion_patch_carries_the_figures_and_the_videojob_sums_them() -> None:
@@ -122,7 +115,7 @@ def test_completion_patch_carries_the_figures_and_the_videojob_sums_them() -> No
         segments=[reported(0, 4), earlier, running(2)],
         jobs_=[attempt_job(0, state="succeeded"), attempt_job(2)],
     )
-    actions = reconcile(snap, Fetched(segment_inputs={0: 1 * MB}), CONFIG)
+    actions = reconcile(snap, Fetched(), CONFIG)
     [sp] = [p for p in actions.segment_patches if p.segment.index == 0]
     assert sp.patch["phase"] == "Completed"
     assert sp.patch["conversion"] == {
@@ -149,7 +142,7 @@ def test_recording_twice_gives_the_same_figures() -> None:
         segments=[reported(0, 7)],
         jobs_=[attempt_job(0, state="succeeded")],
     )
-    fetched = Fetched(segment_inputs={0: 5 * MB})
+    fetched = Fetched()
     first, second = reconcile(snap, fetched, CONFIG), reconcile(snap, fetched, CONFIG)
     assert first.segment_patches[0].patch == second.segment_patches[0].patch
     assert first.videojob_patch == second.videojob_patch
@@ -171,20 +164,22 @@ def test_a_recorded_summary_is_not_written_again() -> None:
 
 
 def test_a_verified_completion_carries_the_figures_too() -> None:
-    checked = running(0, attemptStartTime=NOW - timedelta(minutes=4))
+    checked = read(running(0, attemptStartTime=NOW - timedelta(minutes=4)), 6 * MB)
     snap = snapshot(
         vj_status=running_status(1),
         segments=[checked],
         jobs_=[attempt_job(0, state="succeeded", finished_at=NOW - timedelta(minutes=2))],
     )
     found = StoredObject(uri=checked.spec.output_uri, size=99, updated=NOW - timedelta(minutes=2))
-    fetched = Fetched(segment_outputs={0: found}, segment_inputs={0: None})
+    fetched = Fetched(segment_outputs={0: found})
     [sp] = reconcile(snap, fetched, CONFIG).segment_patches
     assert sp.patch["completion"]["source"] == "reconcile"
     assert sp.patch["conversion"] == {
         "wallSeconds": 120.0,
         "frames": 48,
         "framesPerSecond": 0.4,
+        "inputBytes": 6 * MB,
+        "secondsPerMb": 20.0,
         "attempts": 1,
     }
 

@@ -8,6 +8,7 @@ from stereo_operator import jobs
 from stereo_operator.backends import backend_for
 from stereo_operator.config import OperatorConfig, PodTemplate
 from stereo_types.names import job_name
+from stereo_types.plan import SourceWindow
 from tests.operator.factories import CONFIG, REF, ROOT, segment, spec
 
 
@@ -27,7 +28,7 @@ def test_names_are_deterministic_and_fit_a_label() -> None:
     assert jobs.split_job_name(other) != jobs.split_job_name(REF)
 
 
-def test_split_job_runs_the_split_contract() -> None:
+def test_split_job_runs_the_plan_contract() -> None:
     manifest = jobs.split_job(REF, spec(stereo={"preRollFrames": 4}), ROOT, CONFIG)
     assert manifest["metadata"]["ownerReferences"] == [
         {
@@ -41,7 +42,7 @@ def test_split_job_runs_the_split_contract() -> None:
     assert manifest["metadata"]["labels"]["stereo.dev/role"] == "split"
     args = container(manifest)["args"]
     assert args == [
-        "split",
+        "plan",
         "--input",
         "file:///in/movie.mp4",
         "--workspace",
@@ -57,11 +58,23 @@ def test_split_job_runs_the_split_contract() -> None:
         "--pre-roll",
         "4",
     ]
-    assert manifest["spec"]["backoffLimit"] == 2  # maxRetries: transient split failures
+    assert manifest["spec"]["backoffLimit"] == 2  # maxRetries: transient plan failures
+    # It writes only the plan: a little scratch space, and a deadline.
+    assert container(manifest)["resources"] == {
+        "requests": {"ephemeral-storage": str(jobs.PLAN_EPHEMERAL_BYTES)}
+    }
+    assert manifest["spec"]["activeDeadlineSeconds"] == jobs.PLAN_DEADLINE_SECONDS
 
 
 def test_assemble_job_runs_the_assemble_contract() -> None:
-    manifest = jobs.assemble_job(REF, spec(), ROOT, "s3://out/movie.mp4", CONFIG)
+    gib = 1 << 30
+    manifest = jobs.assemble_job(
+        REF, spec(), ROOT, "s3://out/movie.mp4", CONFIG, segment_bytes=10 * gib
+    )
+    # The segment outputs and the final file beside them, plus headroom.
+    requests = container(manifest)["resources"]["requests"]
+    assert requests == {"ephemeral-storage": str(21 * gib)}
+    assert manifest["spec"]["activeDeadlineSeconds"] == 600 + 20 * gib // (20 << 20)
     assert container(manifest)["args"] == [
         "assemble",
         "--plan",
@@ -113,13 +126,15 @@ def test_convert_args_follow_the_contract_and_the_segment() -> None:
     args = container(inference_manifest())["args"]
     assert args[0] == "convert"
     pairs = dict(zip(args[1::2], args[2::2], strict=True))
-    assert pairs["--input"].endswith("/segments/00001/input.mp4")
+    assert pairs["--input"] == "file:///in/movie.mp4"  # the source itself
     assert pairs["--output"].endswith("/segments/00001/output.mp4")
+    window = SourceWindow.model_validate_json(pairs["--window"])
+    assert (window.first_pts, window.frame_count) == (48, 48)
     assert pairs["--engine"] == "copy"  # the stub backend
     assert pairs["--format"] == "full-sbs"
     assert set(pairs) == {
         "--input", "--output", "--format", "--divergence", "--convergence", "--depth-model",
-        "--engine", "--pre-roll", "--codec", "--crf", "--preset",
+        "--engine", "--window", "--codec", "--crf", "--preset",
     }  # fmt: skip
 
 
@@ -155,4 +170,4 @@ def test_media_jobs_carry_no_kueue_label_and_no_gpu() -> None:
     config = CONFIG.model_copy(update={"queue_name": "gpu-queue"})
     manifest = jobs.split_job(REF, spec(), ROOT, config)
     assert "kueue.x-k8s.io/queue-name" not in manifest["metadata"]["labels"]
-    assert "resources" not in container(manifest)
+    assert "limits" not in container(manifest)["resources"]

@@ -55,7 +55,7 @@ def test_full_request_in_camel_and_snake_case() -> None:
     ("change", "field"),
     [
         ({"input_uri": None}, "inputUri"),
-        ({"input_uri": "http://x/in.mp4"}, "inputUri"),
+        ({"input_uri": "ftp://x/in.mp4"}, "inputUri"),
         ({"output_uri": "/local/out.mp4"}, "outputUri"),
         ({"format": "hologram"}, "format"),
         ({"stereo": {"divergence": -1}}, "stereo.divergence"),

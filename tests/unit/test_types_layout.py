@@ -12,12 +12,9 @@ from stereo_types.layout import (
     SegmentRef,
     StorageRoot,
     VideoJobRef,
-    audio_uri,
     final_output_uri,
     join_uri,
-    parse_segment_input,
     parse_segment_output,
-    segment_input_uri,
     segment_output_uri,
     split_uri,
     videojob_prefix_uri,
@@ -33,6 +30,7 @@ from stereo_types.names import (
     segment_name,
     validate_videojob_name,
 )
+from stereo_types.plan import plan_uri
 
 labels = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", fullmatch=True)
 short_labels = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,10}[a-z0-9])?", fullmatch=True)
@@ -72,16 +70,7 @@ def roots(draw: st.DrawFn) -> str:
 def test_segment_output_round_trip(root: str, videojob: VideoJobRef, index: int, ext: str) -> None:
     uri = segment_output_uri(root, videojob, index, ext)
     assert parse_segment_output(uri, root) == SegmentRef(videojob, index, ext)
-    assert parse_segment_input(uri, root) is None
     assert uri.startswith(videojob_prefix_uri(root, videojob) + "/")
-
-
-@settings(deadline=None)
-@given(root=roots(), videojob=videojobs, index=indexes, ext=extensions)
-def test_segment_input_round_trip(root: str, videojob: VideoJobRef, index: int, ext: str) -> None:
-    uri = segment_input_uri(root, videojob, index, ext)
-    assert parse_segment_input(uri, root) == SegmentRef(videojob, index, ext)
-    assert parse_segment_output(uri, root) is None
 
 
 @settings(deadline=None)
@@ -98,7 +87,7 @@ def test_root_canonical_form_round_trips(root: str) -> None:
 def test_job_level_files_are_not_segment_outputs(
     root: str, videojob: VideoJobRef, ext: str
 ) -> None:
-    for uri in (audio_uri(root, videojob), final_output_uri(root, videojob, ext)):
+    for uri in (plan_uri(root, videojob), final_output_uri(root, videojob, ext)):
         assert uri.startswith(videojob_prefix_uri(root, videojob) + "/")
         assert parse_segment_output(uri, root) is None
 
@@ -198,9 +187,8 @@ def test_root_forms() -> None:
 def test_layout_paths() -> None:
     job = VideoJobRef("ns", "movie", UID)
     base = f"{ROOT}/ns/movie/{UID}"
-    assert segment_input_uri(ROOT, job, 3, "mkv") == f"{base}/segments/00003/input.mkv"
     assert segment_output_uri(ROOT, job, 3, "mp4") == f"{base}/segments/00003/output.mp4"
-    assert audio_uri(ROOT, job) == f"{base}/audio.mka"
+    assert plan_uri(ROOT, job) == f"{base}/plan.json"
     assert final_output_uri(ROOT, job, "mp4") == f"{base}/final.mp4"
     assert segment_output_uri("file:///data", job, 0, "mp4") == (
         f"file:///data/ns/movie/{UID}/segments/00000/output.mp4"

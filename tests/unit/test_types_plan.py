@@ -8,17 +8,31 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from stereo_types.layout import StorageRoot, VideoJobRef, segment_input_uri, segment_output_uri
-from stereo_types.plan import PlannedAudio, PlannedSegment, SplitPlan, plan_uri
+from stereo_types.layout import StorageRoot, VideoJobRef, segment_output_uri
+from stereo_types.plan import PlannedAudio, PlannedSegment, SourceWindow, SplitPlan, plan_uri
 
 ROOT = StorageRoot.parse("s3://media-bucket/jobs")
+SOURCE = "s3://media-bucket/films/clip.mp4"
 JOB = VideoJobRef("media", "clip", "0b6f3c1e-8a4d-4c1e-9a53-2f0e6c1d7b42")
 
 
 def _segment(index: int, frames: int = 30, pre_roll: int = 4) -> PlannedSegment:
+    roll = pre_roll if index else 0
     return PlannedSegment(
         index=index,
-        input_uri=segment_input_uri(ROOT, JOB, index, "mp4"),
+        input_uri=SOURCE,
+        window=SourceWindow(
+            stream_index=0,
+            time_base_num=1,
+            time_base_den=15360,
+            seek_seconds=None if index == 0 else 0.9,
+            first_pts=512 * (30 * index - roll),
+            last_pts=512 * (30 * index + frames - 1),
+            pre_roll_frames=roll,
+            frame_count=frames,
+            lead_frames=3 if index else 0,
+            bytes=4096,
+        ),
         output_uri=segment_output_uri(ROOT, JOB, index, "mp4"),
         start_frame=30 * index,
         frame_count=frames,
@@ -42,9 +56,10 @@ def _plan(**changes: Any) -> SplitPlan:
         "pre_roll_frames": 4,
         "normalised_variable_rate": False,
         "hdr": False,
-        "segment_codec": "h264",
+        "keyframes": 2,
         "audio": PlannedAudio(
-            uri=ROOT.uri_for(*JOB.parts(), "audio.m4a"),
+            uri=SOURCE,
+            stream_index=1,
             codec="aac",
             offset_seconds=0.0,
             duration_seconds=1.7,
@@ -58,9 +73,10 @@ def test_wire_shape_is_camel_case_and_round_trips() -> None:
     plan = _plan()
     wire = plan.to_wire()
     assert {"fpsNum", "fpsDen", "frameCount", "segmentSeconds", "segmentFrames"} <= wire.keys()
-    assert {"preRollFrames", "normalisedVariableRate", "hdr", "segmentCodec"} <= wire.keys()
+    assert {"preRollFrames", "normalisedVariableRate", "hdr", "keyframes"} <= wire.keys()
     assert wire["audio"] == {
-        "uri": "s3://media-bucket/jobs/media/clip/0b6f3c1e-8a4d-4c1e-9a53-2f0e6c1d7b42/audio.m4a",
+        "uri": SOURCE,
+        "streamIndex": 1,
         "codec": "aac",
         "offsetSeconds": 0.0,
         "durationSeconds": 1.7,
@@ -69,6 +85,7 @@ def test_wire_shape_is_camel_case_and_round_trips() -> None:
     assert set(segment) == {
         "index",
         "inputUri",
+        "window",
         "outputUri",
         "startFrame",
         "frameCount",
@@ -77,7 +94,8 @@ def test_wire_shape_is_camel_case_and_round_trips() -> None:
         "durationSeconds",
     }
     assert SplitPlan.model_validate_json(json.dumps(wire)) == plan
-    assert plan.segments[1].input_frame_count == 24
+    assert plan.segments[1].window.output_frames == 24
+    assert segment["window"]["seekSeconds"] == 0.9
 
 
 def test_readers_ignore_fields_they_do_not_know() -> None:
@@ -91,8 +109,9 @@ def test_audio_is_optional_and_omitted_when_absent() -> None:
     wire = _plan(audio=None).to_wire()
     assert "audio" not in wire
     assert SplitPlan.model_validate(wire).audio is None
-    minimal = PlannedAudio.model_validate({"uri": "file:///ws/audio.mka"})
+    minimal = PlannedAudio.model_validate({"uri": "file:///films/clip.mkv"})
     assert (minimal.codec, minimal.offset_seconds, minimal.duration_seconds) == (None, 0.0, None)
+    assert minimal.stream_index == 0
 
 
 @pytest.mark.parametrize(
@@ -103,7 +122,7 @@ def test_audio_is_optional_and_omitted_when_absent() -> None:
         ("plan", "segmentSeconds", 0),
         ("plan", "durationSeconds", 0),
         ("segment", "outputUri", "/local/path.mp4"),
-        ("segment", "inputUri", "https://example.com/a.mp4"),
+        ("segment", "inputUri", "ftp://example.com/a.mp4"),
         ("segment", "frameCount", 0),
         ("segment", "index", 100_000),
         ("segment", "preRollFrames", -1),
@@ -117,7 +136,7 @@ def test_invalid_values_are_refused(where: str, field: str, value: object) -> No
         SplitPlan.model_validate(wire)
 
 
-@pytest.mark.parametrize("field", ["outputUri", "inputUri", "startFrame"])
+@pytest.mark.parametrize("field", ["outputUri", "inputUri", "window", "startFrame"])
 def test_segment_fields_are_required(field: str) -> None:
     wire = _plan().to_wire()
     del wire["segments"][0][field]

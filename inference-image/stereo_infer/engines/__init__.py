@@ -1,7 +1,7 @@
 """Stereo engines and the registry that names them.
 
 Engines that need heavy libraries (torch, iw3) are imported only when asked
-for, so ``probe``, ``split`` and ``assemble`` start fast and an image without
+for, so ``probe``, ``plan`` and ``assemble`` start fast and an image without
 them still runs the rest.
 """
 

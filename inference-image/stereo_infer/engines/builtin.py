@@ -101,21 +101,22 @@ class BuiltinEngine:
 
     def convert(self, job: EngineJob, progress: ProgressReporter | None = None) -> None:
         estimator = self.estimator(job.depth_model)
-        video = job.source.video
+        video = job.input.video
         width, height = video.display_size
         out_w, out_h = output_size(job.stereo_format, width, height)
         # A stateless estimator need not see the pre-roll at all.
-        skip = 0 if estimator.temporal else job.pre_roll_frames
-        drop = job.pre_roll_frames - skip
+        pre_roll = job.input.pre_roll
+        skip = 0 if estimator.temporal else pre_roll
+        drop = pre_roll - skip
         state = StreamState()
 
         def render(batch: np.ndarray) -> np.ndarray:
             return self.render(batch, estimator, state, job)
 
-        decoder = FrameDecoder(job.input_path, video)
+        decoder = FrameDecoder(job.input)
         try:
             encoder = FrameEncoder(
-                job.output_path, out_w, out_h, video.frame_rate, job.encoding, video
+                job.output_path, out_w, out_h, job.input.rate, job.encoding, video
             )
         except BaseException:
             decoder.kill()

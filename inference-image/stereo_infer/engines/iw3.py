@@ -13,7 +13,8 @@ The translation of our settings into iw3's argument list is a pure function,
 
 * always ``--yes`` (iw3 otherwise asks before overwriting and dies without stdin);
 * ``--max-fps`` far above the source's rate (iw3 caps at 30 fps by default);
-* no ``--start-time``/``--end-time`` (the splitter cut the segment already);
+* no ``--start-time``/``--end-time`` (they seek by whole seconds): the segment's window
+  is decoded losslessly into a local file first, inside the inference Job;
 * iw3 writes an intermediate file (x264, crf ``INTERMEDIATE_CRF``, visually
   lossless); we then re-encode it with the job's codec, crf and preset, no
   B-frames and a constant rate from 0, dropping the pre-roll frames, because
@@ -41,6 +42,7 @@ from stereo_infer.engines.formats import StereoFormat
 from stereo_infer.errors import BadInputError, MediaError, TransientError, UnknownEngineError
 from stereo_infer.ffmpeg import run_ffmpeg
 from stereo_infer.progress import ProgressReporter
+from stereo_infer.window import decode_to_file
 
 DEFAULT_DEPTH_MODEL = "Any_V2_S"
 INTERMEDIATE_CRF = 10
@@ -252,17 +254,20 @@ class Iw3Engine:
     def convert(self, job: EngineJob, progress: ProgressReporter | None = None) -> None:
         name = job.depth_model or DEFAULT_DEPTH_MODEL
         self.prepare(job.stereo_format, name)
-        video = job.source.video
+        video = job.input.video
         with tempfile.TemporaryDirectory(prefix="iw3-", dir=job.output_path.parent) as tmp:
+            # iw3 reads a file: the window, pre-roll included, decoded losslessly beside it.
+            window = Path(tmp) / "window.mp4"
+            decode_to_file(job.input, window, drop_pre_roll=False)
             intermediate = Path(tmp) / "iw3.mp4"
             call = Iw3Call(
-                input_path=str(job.input_path),
+                input_path=str(window),
                 output_path=str(intermediate),
                 stereo_format=job.stereo_format,
                 divergence=job.divergence,
                 convergence=job.convergence,
                 depth_model=name,
-                source_fps=video.frame_rate.fraction,
+                source_fps=job.input.rate.fraction,
                 gpu=self._gpu(),
                 batch_size=self.options.batch_size,
             )
@@ -279,8 +284,8 @@ class Iw3Engine:
                     raise _classify(exc) from exc
             if not intermediate.is_file():
                 raise MediaError(f"iw3 finished without writing {intermediate.name}")
-            rate = video.frame_rate
-            trim = f"trim=start_frame={job.pre_roll_frames},setpts=N/({rate}*TB)"
+            rate = job.input.rate
+            trim = f"trim=start_frame={job.input.pre_roll},setpts=N/({rate}*TB)"
             run_ffmpeg(
                 [
                     "-i",

@@ -20,6 +20,7 @@ from stereo_infer.errors import MediaError, ToolMissingError
 from stereo_infer.ffmpeg import FFMPEG, classify_failure
 from stereo_infer.framerate import FrameRate
 from stereo_infer.probe import VideoInfo
+from stereo_infer.window import SegmentInput
 
 _BASE = [FFMPEG, "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y"]
 # ffprobe's colour space names -> the scale filter's matrix names.
@@ -86,9 +87,13 @@ class _Process:
 
 
 class FrameDecoder(_Process):
-    """Decodes one video stream to packed rgb24 frames of ``width`` x ``height``."""
+    """Decodes a segment's window to packed rgb24 frames of ``width`` x ``height``.
 
-    def __init__(self, path: Path, video: VideoInfo) -> None:
+    Pre-roll frames come first; the engine decides what to do with them.
+    """
+
+    def __init__(self, source: SegmentInput) -> None:
+        video = source.video
         # ffmpeg turns rotated video upright, so frames have the display size.
         self.width, self.height = video.display_size
         self.frame_bytes = self.width * self.height * 3
@@ -96,8 +101,10 @@ class FrameDecoder(_Process):
             f"scale=in_color_matrix={colour_matrix(video)}:in_range={colour_range(video)},"
             "format=rgb24"
         )
-        args = ["-i", str(path), "-map", f"0:{video.index}", "-vf", scale]
-        # Every decoded frame once, none duplicated or dropped.
+        chain = ",".join([*source.filters(drop_pre_roll=False), scale])
+        args = [*source.input_args(), "-map", f"0:{video.index}", "-vf", chain]
+        args += source.frame_limit(drop_pre_roll=False)
+        # Every selected frame once, none duplicated or dropped.
         args += ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
         super().__init__(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
 

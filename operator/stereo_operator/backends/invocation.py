@@ -14,7 +14,7 @@ from stereo_types.segment import SegmentSpec
 
 def invocation_document(spec: SegmentSpec) -> dict[str, Any]:
     """`POST /invocations`'s body for the segment: camelCase keys, as the server accepts."""
-    return {
+    document = {
         "inputUri": spec.input_uri,
         "outputUri": spec.output_uri,
         "format": spec.format.value,
@@ -22,6 +22,9 @@ def invocation_document(spec: SegmentSpec) -> dict[str, Any]:
         "engine": spec.backend.engine.value,
         "encoding": spec.encoding.to_wire(),
     }
+    if spec.window is not None:
+        document["window"] = spec.window.to_wire()
+    return document
 
 
 def invocation_bytes(spec: SegmentSpec) -> bytes:

@@ -1,0 +1,79 @@
+"""The packet index of a video stream: timestamps, keyframe flags and sizes, no picture decoded.
+
+ffprobe demuxes the stream and prints one short line per packet. That reads the file once
+(MP4 and Matroska answer from their index for the timestamps but ffprobe still walks every
+packet; MPEG-TS has no index at all), which is the cost a plan may have: no decode, no write.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from fractions import Fraction
+
+from stereo_infer.errors import BadInputError, ProbeError, ToolMissingError
+from stereo_infer.ffmpeg import FFPROBE, classify_failure
+
+
+@dataclass(frozen=True, slots=True)
+class Packet:
+    pts: int
+    dts: int | None
+    key: bool
+    size: int
+
+
+@dataclass(frozen=True)
+class PacketIndex:
+    """A stream's packets in decode order (those the demuxer marks discarded left out)."""
+
+    time_base: Fraction
+    packets: tuple[Packet, ...]
+
+    def frames(self) -> list[Packet]:
+        """Packets in presentation order: one decoded frame each."""
+        return sorted(self.packets, key=lambda p: p.pts)
+
+    def keyframes(self) -> list[Packet]:
+        """Keyframes in presentation order."""
+        return sorted((p for p in self.packets if p.key), key=lambda p: p.pts)
+
+
+def read_packet_index(url: str, stream_index: int, time_base: Fraction) -> PacketIndex:
+    """Scan the packets of stream ``stream_index`` of ``url`` (a path or http URL)."""
+    cmd = [FFPROBE, "-v", "error", "-select_streams", str(stream_index)]
+    cmd += ["-show_entries", "packet=pts,dts,size,flags", "-of", "compact=p=0:nk=0", url]
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    except FileNotFoundError as exc:
+        raise ToolMissingError(f"{FFPROBE} is not installed") from exc
+    assert proc.stdout is not None
+    packets = [p for line in proc.stdout if (p := parse_packet_line(line)) is not None]
+    _, stderr = proc.communicate()
+    if proc.returncode != 0:
+        raise classify_failure(FFPROBE, proc.returncode, stderr)
+    if not packets:
+        raise ProbeError(f"no video packets with timestamps in {url}")
+    return PacketIndex(time_base=time_base, packets=tuple(packets))
+
+
+def parse_packet_line(line: str) -> Packet | None:
+    """One ``pts=..|dts=..|size=..|flags=..`` line; None for discarded or untimed packets."""
+    fields = dict(part.split("=", 1) for part in line.strip().split("|") if "=" in part)
+    if "pts" not in fields:
+        return None  # side data and other non-packet lines
+    flags = fields.get("flags", "")
+    if "D" in flags:
+        return None  # outside the edit list: the decoder drops it too
+    if fields["pts"] == "N/A":
+        raise BadInputError(
+            "the source's video packets carry no presentation timestamps (a raw elementary"
+            " stream?); remux it into mp4 or mkv first"
+        )
+    dts = fields.get("dts", "N/A")
+    return Packet(
+        pts=int(fields["pts"]),
+        dts=None if dts == "N/A" else int(dts),
+        key="K" in flags,
+        size=int(fields.get("size") or 0),
+    )
