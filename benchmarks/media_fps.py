@@ -4,16 +4,16 @@
 
 Generates a testsrc2 + sine clip, then times, in one run on one machine:
 
-* split: ``split_video`` into segments (with pre-roll);
-* convert: every segment through the builtin engine (weight-free ``Prior``
-  depth model unless ``--depth-model`` says otherwise), and the same segments
-  through the copy engine as the baseline. A segment with pre-roll makes the
-  copy engine decode, trim and re-encode, so it measures what decode + encode
-  alone cost; the first segment has none and is a plain file copy, so the
-  report also gives both engines' fps over the pre-roll segments only. Both
-  encode with the same settings (lossless x264 ``veryfast``, the copy
+* plan: ``plan_source`` into segments (with pre-roll): probe and packet index, no decode,
+  nothing written but the plan (it replaced the serial split);
+* convert: every segment's window, decoded straight from the clip, through the builtin
+  engine (weight-free ``Prior`` depth model unless ``--depth-model`` says otherwise), and
+  the same windows through the copy engine as the baseline. The copy engine decodes,
+  trims and re-encodes every window, so it measures what decode + encode alone cost; the
+  report also gives both engines' fps over the segments with a pre-roll only (all but the
+  first). Both encode with the same settings (lossless x264 ``veryfast``, the copy
   engine's own), so the ratio is the cost of depth + rendering + packing;
-* assemble: joining the builtin outputs with the audio.
+* assemble: joining the builtin outputs with the audio, taken from the clip.
 
 Prints one JSON document on stdout. Engine set-up (torch import, model
 loading) is excluded from the convert timings.
@@ -37,9 +37,10 @@ from stereo_infer.encoding import VideoEncoding
 from stereo_infer.engines import EngineJob, EngineOptions, get_engine
 from stereo_infer.engines.formats import parse_format
 from stereo_infer.io import local_path
+from stereo_infer.planner import plan_source
 from stereo_infer.probe import probe
-from stereo_infer.split import split_video
 from stereo_infer.targets import LocalTargets
+from stereo_infer.window import SegmentInput
 
 
 def make_clip(path: Path, seconds: float, size: str, rate: int) -> None:
@@ -103,14 +104,13 @@ def main(argv: list[str] | None = None) -> int:
         info = probe(clip)
         frames = info.video.frame_count
 
-        plan, split_s = timed(
-            lambda: split_video(
-                clip,
-                LocalTargets.under(str(work / "segments")),
+        targets = LocalTargets.under(str(work / "segments"))
+        plan, plan_s = timed(
+            lambda: plan_source(
+                str(clip),
+                targets,
                 args.segment_seconds,
                 pre_roll=args.pre_roll,
-                work_dir=work / "split-work",
-                show_progress=False,
             )
         )
 
@@ -132,17 +132,15 @@ def main(argv: list[str] | None = None) -> int:
             total_s = 0.0
             reencode_s = 0.0
             for seg in plan.segments:
-                src = local_path(seg.input_uri)
+                src = str(local_path(seg.input_uri))
                 out = work / name / f"{seg.index:05d}.mp4"
                 out.parent.mkdir(parents=True, exist_ok=True)
                 job = EngineJob(
-                    input_path=src,
+                    input=SegmentInput(url=src, video=info.video, window=seg.window),
                     output_path=out,
-                    source=probe(src),
                     stereo_format=fmt,
                     divergence=2.0,
                     convergence=0.5,
-                    pre_roll_frames=seg.pre_roll_frames,
                     encoding=VideoEncoding(),
                     depth_model=args.depth_model,
                 )
@@ -174,7 +172,12 @@ def main(argv: list[str] | None = None) -> int:
                 "pre_roll": args.pre_roll,
                 "generate_seconds": round(generate_s, 3),
             },
-            "split": {"seconds": round(split_s, 3), "fps": round(frames / split_s, 3)},
+            "plan": {
+                "seconds": round(plan_s, 3),
+                "fps": round(frames / plan_s, 3),
+                "plan_bytes": local_path(targets.plan).stat().st_size,
+                "source_bytes": clip.stat().st_size,
+            },
             "convert": {
                 "format": fmt.value,
                 "depth_model": args.depth_model,
@@ -185,8 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                 "builtin_to_copy_fps_ratio": round(
                     convert["builtin"]["fps"] / convert["copy"]["fps"], 4
                 ),
-                # The first segment has no pre-roll, so the copy engine copies its
-                # file; over the others it decodes and re-encodes like builtin.
+                # The first segment has no pre-roll; the others decode their pre-roll too.
                 "builtin_to_copy_fps_ratio_pre_roll_segments": round(
                     convert["builtin"].get("pre_roll_segments_fps", 0.0)
                     / convert["copy"].get("pre_roll_segments_fps", float("inf")),
