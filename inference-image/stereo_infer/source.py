@@ -50,7 +50,7 @@ _RETRY_DELAY = 0.5  # seconds, doubled per failed try
 # while it opens a file. So the store is read in windows that start small and grow
 # while the reader keeps reading: a seek leaves at most one window unread, not the
 # megabytes a socket would have buffered from an open-ended GET.
-_FIRST_WINDOW = 256 * 1024
+_FIRST_WINDOW = 1024 * 1024
 _MAX_WINDOW = 4 * 1024 * 1024
 # Likewise on the reader's side: an autotuned send buffer grows to megabytes that a
 # seek throws away. This is plenty on loopback.

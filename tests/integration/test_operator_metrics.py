@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from tests.operator.harness import Harness, file_path
+from tests.operator.harness import Harness
 
 # The fixtures (cluster_access, harness, media) live in the harness module.
 pytest_plugins = ["tests.operator.harness"]
@@ -42,11 +42,11 @@ def test_conversion_figures_reach_status_and_metrics(harness: Harness, media: di
     assert status["phase"] == "Succeeded", status
     total = status["segmentsTotal"]
 
-    # Per segment: the attempt's wall time, its frames, its input's size, from the cluster.
+    # Per segment: the attempt's wall time, its frames, the bytes its window reads of the source.
     frames = 0
     for seg in harness.segments("clip"):
         figures = seg["status"]["conversion"]
-        input_bytes = file_path(seg["spec"]["inputUri"]).stat().st_size
+        input_bytes = seg["spec"]["window"]["bytes"]
         assert figures["frames"] == seg["spec"]["frameCount"]
         assert figures["attempts"] == seg["status"]["attempts"] == 1
         assert figures["inputBytes"] == input_bytes

@@ -9,7 +9,15 @@ from stereo_infer.errors import (
     TransientError,
     UnsupportedUriError,
 )
-from stereo_infer.io import fetch_input, local_path, publish_output, storage_error
+from stereo_infer.io import (
+    fetch_input,
+    is_local,
+    local_path,
+    publish_output,
+    scheme_of,
+    storage_error,
+    store_for,
+)
 
 
 def test_local_paths_and_file_uris(tmp_path: Path) -> None:
@@ -41,6 +49,26 @@ def test_unsupported_scheme(tmp_path: Path) -> None:
         fetch_input("ftp://host/a.mp4", tmp_path)
     with pytest.raises(BadInputError):
         publish_output(tmp_path, "https://host/a.mp4")
+    with pytest.raises(UnsupportedUriError, match="unsupported URI scheme 'ftp'"):
+        store_for("ftp://host/a.mp4")
+    with pytest.raises(UnsupportedUriError, match="remote host"):
+        local_path("file://elsewhere/a.mp4")
+
+
+@pytest.mark.parametrize(
+    ("uri", "scheme", "local"),
+    [
+        ("/data/a.mp4", "", True),
+        ("relative/a.mp4", "", True),
+        ("C:/data/a.mp4", "", True),  # a drive letter is not a scheme
+        ("file:///data/a.mp4", "file", True),
+        ("S3://bucket/a.mp4", "s3", False),
+        ("gs://bucket/a.mp4", "gs", False),
+    ],
+)
+def test_schemes(uri: str, scheme: str, local: bool) -> None:
+    assert scheme_of(uri) == scheme
+    assert is_local(uri) is local
 
 
 def test_object_store_errors_are_classified() -> None:

@@ -19,6 +19,7 @@ from stereo_infer.engines.formats import StereoFormat
 from stereo_infer.engines.rawvideo import FrameDecoder
 from stereo_infer.preview import TEXT, decode_frame, encode_png, frame_index
 from stereo_infer.probe import probe
+from stereo_infer.window import SegmentInput
 from tests.engines.videos import scene_frame, write_frames
 from tests.servers import MotoServer
 
@@ -42,8 +43,7 @@ def scene(media_dir: Path) -> Path:
 @pytest.fixture(scope="module")
 def scene_frames(scene: Path) -> list[np.ndarray]:
     """Every frame of the scene as the engine's own decoder delivers it."""
-    video = probe(scene).video
-    decoder = FrameDecoder(scene, video)
+    decoder = FrameDecoder(SegmentInput(str(scene), probe(scene).video))
     frames = []
     while True:
         frame = np.empty((HEIGHT, WIDTH, 3), dtype=np.uint8)
@@ -91,9 +91,8 @@ def engine_views(source: Path, frame: np.ndarray, divergence: float) -> tuple[np
     """What `convert --engine builtin --format full-sbs` makes of one frame: (left, right)."""
     engine = BuiltinEngine(EngineOptions(device="cpu"))
     job = EngineJob(
-        input_path=source,
+        input=SegmentInput(str(source), probe(source).video),
         output_path=source.with_name("unused.mp4"),
-        source=probe(source),
         stereo_format=StereoFormat.FULL_SBS,
         divergence=divergence,
         convergence=0.5,

@@ -1,5 +1,5 @@
 import subprocess
-from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -7,6 +7,7 @@ import pytest
 from stereo_infer.errors import BadInputError, ProbeError
 from stereo_infer.framerate import FrameRate
 from stereo_infer.probe import probe
+from tests.media.pipeline import MakeVideo
 
 
 def test_probe_mp4(src_mp4: Path) -> None:
@@ -19,6 +20,8 @@ def test_probe_mp4(src_mp4: Path) -> None:
     assert video.frame_count == 60
     assert video.frame_count_method == "container"
     assert video.duration_seconds == pytest.approx(2.0)
+    assert video.time_base == Fraction(1, 15360)
+    assert video.start_time == info.start_time == 0.0
     assert video.rotation == 0
     assert not video.hdr
     assert info.audio is not None
@@ -32,6 +35,25 @@ def test_probe_counts_packets_when_container_has_no_frame_count(src_mkv: Path) -
     assert video.frame_count == 60
     assert video.frame_count_method == "packets"
     assert video.duration_seconds == pytest.approx(2.0, abs=0.01)
+
+
+def test_header_only_probe_counts_nothing(src_mp4: Path, src_mkv: Path) -> None:
+    # mp4 stores its frame count; Matroska does not, and only a packet scan would tell.
+    assert probe(src_mp4, count=False).video.frame_count == 60
+    video = probe(src_mkv, count=False).video
+    assert (video.frame_count, video.frame_count_method) == (0, "unknown")
+    assert video.time_base == Fraction(1, 1000)
+    assert video.duration_seconds == pytest.approx(2.0, abs=0.01)
+
+
+def test_probe_mpeg_ts_clock(make_video: MakeVideo) -> None:
+    info = probe(make_video("probe.ts", extra=("-bf", "2")))
+    # MPEG-TS starts its clock at 1.4 s: the file's start time is what -ss counts from.
+    assert info.start_time == pytest.approx(1.4, abs=0.1)
+    assert info.video.start_time >= info.start_time
+    assert info.video.time_base == Fraction(1, 90000)
+    assert info.video.frame_count == 60
+    assert info.video.frame_count_method == "packets"
 
 
 def rotated_copy(src: Path, dest: Path) -> Path:
@@ -64,14 +86,14 @@ def test_probe_rotation_and_display_size(src_mp4: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("transfer", "hdr"), [("smpte2084", True), ("arib-std-b67", True)])
-def test_probe_hdr(make_video: Callable[..., Path], transfer: str, hdr: bool) -> None:
+def test_probe_hdr(make_video: MakeVideo, transfer: str, hdr: bool) -> None:
     colour = ("-color_primaries", "bt2020", "-colorspace", "bt2020nc", "-color_trc", transfer)
     video = probe(make_video(f"hdr-{transfer}.mp4", audio=False, extra=colour)).video
     assert video.color_transfer == transfer
     assert video.hdr is hdr
 
 
-def test_probe_without_audio(make_video: Callable[..., Path]) -> None:
+def test_probe_without_audio(make_video: MakeVideo) -> None:
     assert probe(make_video("silent.mp4", audio=False)).audio is None
 
 
