@@ -101,10 +101,15 @@ def _sign(difference: int) -> int:
     return (difference > 0) - (difference < 0)
 
 
-def _compare_sequencers(a: str, b: str) -> int:
-    # S3 sequencers of one key compare as hex strings once left-padded to equal length.
+def compare_sequencers(a: str, b: str) -> int:
+    """Negative, zero or positive as S3 sequencer a is older than, as new as, or newer than b.
+
+    As the current Amazon S3 documentation says: pad the shorter one with zeros on the
+    right, then compare as strings. Padding on the left (what older copies of the page said)
+    can make a newer overwrite whose sequencer grew a digit look older.
+    """
     width = max(len(a), len(b))
-    left, right = a.upper().rjust(width, "0"), b.upper().rjust(width, "0")
+    left, right = a.upper().ljust(width, "0"), b.upper().ljust(width, "0")
     return (left > right) - (left < right)
 
 
@@ -123,7 +128,7 @@ def compare_completions(a: SegmentCompletion, b: SegmentCompletion) -> int:
         if a.generation is not None and b.generation is not None:
             return _sign(a.generation - b.generation)
         if a.sequencer is not None and b.sequencer is not None:
-            return _compare_sequencers(a.sequencer, b.sequencer)
+            return compare_sequencers(a.sequencer, b.sequencer)
     return _compare_times(a.event_time, b.event_time)
 
 

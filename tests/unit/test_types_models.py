@@ -282,10 +282,12 @@ def test_first_completion_is_always_recorded() -> None:
         ({"generation": 5}, {"generation": 6, "eventTime": T0 - timedelta(hours=1)}, True),
         ({"generation": 6}, {"generation": 5, "eventTime": T0 + timedelta(hours=1)}, False),
         ({"generation": 6}, {"generation": 6}, False),
-        # S3: sequencers compare as hex after left padding.
+        # S3: sequencers compare as strings after padding the shorter one on the right.
         ({"sequencer": "0055AED6DCD90281E5"}, {"sequencer": "0055AED6DCD90281E6"}, True),
-        ({"sequencer": "FF"}, {"sequencer": "0100"}, True),
-        ({"sequencer": "0100"}, {"sequencer": "FF"}, False),
+        ({"sequencer": "0055AED6DCD90281E5"}, {"sequencer": "0055AED6DCD90281E50"}, False),
+        ({"sequencer": "0055AED6DCD90281E5"}, {"sequencer": "0055AED6DCD90281E51"}, True),
+        ({"sequencer": "FF"}, {"sequencer": "0100"}, False),
+        ({"sequencer": "0100"}, {"sequencer": "FF"}, True),
         ({"sequencer": "ab"}, {"sequencer": "AB"}, False),
         (
             {"sequencer": "02", "eventTime": T0},

@@ -81,11 +81,13 @@ class SqsChannel(Channel):
     queue receive the very same body, which the tests replay. moto renders a separate event
     per direct queue configuration (eventTime differs by a millisecond), so a second direct
     queue would not give the watcher's exact event. A second bucket notifies the watcher's
-    queue directly (S3 -> SQS): ``direct_bucket``."""
+    queue directly (S3 -> SQS): ``direct_bucket``; a third sends its events to EventBridge,
+    whose rule targets the watcher's queue (S3 -> EventBridge -> SQS): ``eventbridge_bucket``."""
 
     source = "sqs"
     bucket = "watch-sqs"
     direct_bucket = "watch-sqs-direct"
+    eventbridge_bucket = "watch-sqs-eb"
 
     def __init__(self, moto: MotoServer) -> None:
         self.moto = moto
@@ -110,6 +112,7 @@ class SqsChannel(Channel):
         )
         self.s3.create_bucket(Bucket=self.direct_bucket)
         self.notify_directly()
+        self._route_through_eventbridge()
         self._bodies: dict[str, list[str]] = {}
 
     def notify_directly(self) -> None:
@@ -118,6 +121,23 @@ class SqsChannel(Channel):
         self.s3.put_bucket_notification_configuration(
             Bucket=self.direct_bucket,
             NotificationConfiguration={"QueueConfigurations": [rule]},
+        )
+
+    def _route_through_eventbridge(self) -> None:
+        bucket = self.eventbridge_bucket
+        self.s3.create_bucket(Bucket=bucket)
+        self.s3.put_bucket_notification_configuration(
+            Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
+        )
+        eventbridge = self.moto.client("events")
+        pattern = {
+            "source": ["aws.s3"],
+            "detail-type": ["Object Created"],
+            "detail": {"bucket": {"name": [bucket]}},
+        }
+        eventbridge.put_rule(Name=f"{bucket}-created", EventPattern=json.dumps(pattern))
+        eventbridge.put_targets(
+            Rule=f"{bucket}-created", Targets=[{"Id": "watcher", "Arn": self._arn(self.queue_url)}]
         )
 
     def _arn(self, queue_url: str) -> str:

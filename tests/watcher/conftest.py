@@ -152,7 +152,7 @@ def env(
                 f"{c.scheme}://{c.bucket}/ws"
                 for c in (SqsChannel, PubSubChannel, MinioChannel, SeaweedFsChannel)
             ]
-            + [f"s3://{SqsChannel.direct_bucket}/ws"],
+            + [f"s3://{SqsChannel.direct_bucket}/ws", f"s3://{SqsChannel.eventbridge_bucket}/ws"],
             "sqs": [
                 {
                     "queueUrl": sqs.queue_url,
@@ -190,6 +190,8 @@ def env(
             "AWS_SECRET_ACCESS_KEY": moto.secret_key,
             "AWS_DEFAULT_REGION": moto.region,
             "PUBSUB_EMULATOR_HOST": emulator.host,
+            # Notifications without payload: the watcher reads the object's size.
+            "STORAGE_EMULATOR_HOST": gcs.endpoint_url,
         }
         watcher = WatcherProcess(workdir, config, process_env)
         channels: dict[str, Channel] = {

@@ -272,3 +272,108 @@ SEAWEEDFS_BUCKET_EVENT = {
         "signatures": [-582181302],
     },
 }
+
+
+# --- S3 through EventBridge, SNS control messages ------------------------------------------
+
+
+def eventbridge_object_created(
+    key: str = OUTPUT_KEY,
+    bucket: str = "films",
+    size: int = 1000,
+    etag: str = "336311a016184326ddbdd61edd4eeb52",
+    sequencer: str = "0066B2D4E1A8F3C7D2",
+    time: str = "2026-11-25T18:34:09Z",
+    detail_type: str = "Object Created",
+    source: str = "aws.s3",
+    reason: str = "PutObject",
+) -> dict[str, Any]:
+    """An S3 event as EventBridge delivers it to a rule's target (Amazon S3 user guide,
+    "EventBridge event message structure"): the key is not URL-encoded, the ETag is
+    ``etag``, the sequencer is in ``detail.object``, ``time`` has whole seconds."""
+    return {
+        "version": "0",
+        "id": "2d4eba74-fd51-3966-4bfa-b013c9da8ff1",
+        "detail-type": detail_type,
+        "source": source,
+        "account": "123456789012",
+        "time": time,
+        "region": "us-east-1",
+        "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": {
+                "key": key,
+                "size": size,
+                "etag": etag,
+                "version-id": "IYV3p45BT0ac8hjHg1houSdS1a.Mro8e",
+                "sequencer": sequencer,
+            },
+            "request-id": "N4N7GDK58NMKJ12R",
+            "requester": "123456789012",
+            "source-ip-address": "1.2.3.4",
+            "reason": reason,
+        },
+    }
+
+
+SNS_TOPIC = "arn:aws:sns:us-east-1:123456789012:s3-events"
+SNS_SUBSCRIBE_URL = (
+    "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription"
+    f"&TopicArn={SNS_TOPIC}&Token=2336412f37fb687f5d51e6e2425dacbba2b1e9a7e8c4"
+)
+
+
+def sns_control(kind: str = "SubscriptionConfirmation") -> dict[str, Any]:
+    """An SNS SubscriptionConfirmation or UnsubscribeConfirmation as an SQS subscriber
+    receives it (SNS developer guide, "HTTP/HTTPS subscription confirmation JSON format")."""
+    what = (
+        "To confirm the subscription, visit the SubscribeURL included in this message."
+        if kind == "SubscriptionConfirmation"
+        else "To cancel this operation and restore the subscription, visit the SubscribeURL "
+        "included in this message."
+    )
+    return {
+        "Type": kind,
+        "MessageId": "165545c9-2a5c-472c-8df2-7ff2be2b3b1b",
+        "Token": "2336412f37fb687f5d51e6e2425dacbba2b1e9a7e8c4",
+        "TopicArn": SNS_TOPIC,
+        "Message": f"You have chosen to change a subscription to the topic {SNS_TOPIC}.\n{what}",
+        "SubscribeURL": SNS_SUBSCRIBE_URL,
+        "Timestamp": "2026-11-25T18:34:04.751Z",
+        "SignatureVersion": "1",
+        "Signature": "EXAMPLEpH+DcEwjAPg8O9mY8dReBSwksfg2S7WKQcikcNKWLQjwu6A4VbeS0QHVCkhRS7fUQ",
+        "SigningCertURL": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-f3ecfb7224c7233fe7bb5f59f96de52f.pem",
+    }
+
+
+# --- GCS through Pub/Sub: payload format NONE, push requests --------------------------------
+
+
+def gcs_attributes_without_payload(
+    name: str = OUTPUT_KEY, generation: int = 1795631663075867, bucket: str = "films"
+) -> dict[str, str]:
+    """A notification configured with --payload-format=none: attributes only."""
+    return {**gcs_attributes(name, generation, bucket=bucket), "payloadFormat": "NONE"}
+
+
+def pubsub_push_body(
+    attributes: dict[str, str],
+    data: bytes,
+    subscription: str = "projects/films-project/subscriptions/watcher-push",
+    message_id: str = "2070443601311540",
+) -> dict[str, Any]:
+    """What Pub/Sub posts to a push endpoint (the default wrapped format)."""
+    import base64
+
+    message: dict[str, Any] = {
+        "attributes": attributes,
+        "messageId": message_id,
+        "message_id": message_id,
+        "publishTime": "2026-11-25T18:34:23.394Z",
+        "publish_time": "2026-11-25T18:34:23.394Z",
+    }
+    if data:
+        message["data"] = base64.b64encode(data).decode()
+    return {"message": message, "subscription": subscription}

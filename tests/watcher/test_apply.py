@@ -4,6 +4,7 @@ between concurrent watchers, whole-completion replacement, Segments that do not 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +15,8 @@ from kubernetes import client, config
 
 from stereo_operator.watcher.apply import Applier, Outcome, Result, RetryLater
 from stereo_operator.watcher.kube import ApiConflict, KubeClient
+from stereo_operator.watcher.objects import ObjectFacts, StatDenied, StatUnavailable
+from stereo_operator.watcher.parsers import UnsizedEvent
 from stereo_types.events import StorageEvent, StorageEventKind
 from stereo_types.layout import StorageRoot, split_uri
 from stereo_types.names import GROUP, SEGMENT_PLURAL, VERSION, VIDEOJOB_PLURAL
@@ -289,3 +292,134 @@ def test_segments_that_do_not_exist(
         Outcome.IGNORED,
         "segment-not-found",
     )
+
+
+def test_sequencers_of_different_lengths_compare_padded_on_the_right(
+    watcher_identity: Path, api: client.ApiClient, namespace: str
+) -> None:
+    """A newer overwrite whose sequencer is shorter replaces the completion; padding on the
+    left would have called it older and kept the stale one."""
+    name, uri = _segment(api, namespace)
+    first = _event(uri, sequencer="0066B2D4E1A8F3C7D2FF", size=100)
+    overwrite = _event(uri, sequencer="0066B2D4E1A8F3C7D3", size=200)
+
+    async def run() -> list[tuple[Outcome, str]]:
+        applier = _applier(watcher_identity)
+        try:
+            return [
+                (r.outcome, r.reason)
+                for r in [
+                    await applier.apply(first),
+                    await applier.apply(overwrite),
+                    await applier.apply(first),  # a late redelivery of the first write
+                ]
+            ]
+        finally:
+            await applier._kube.close()
+
+    assert asyncio.run(run()) == [
+        (Outcome.APPLIED, ""),
+        (Outcome.APPLIED, ""),
+        (Outcome.IGNORED, "older-than-recorded"),
+    ]
+    final = completion(api, namespace, name)
+    assert final is not None
+    assert (final["sequencer"], final["size"]) == ("0066B2D4E1A8F3C7D3", 200)
+
+
+class _Storage:
+    """An ObjectStat answering from a table (the real one, against fake-gcs-server, is
+    exercised in test_formats.py); counts the reads."""
+
+    def __init__(self, answers: dict[int, Any]) -> None:
+        self.answers = answers
+        self.reads: list[int] = []
+
+    async def stat(self, bucket: str, key: str, generation: int) -> ObjectFacts | None:
+        self.reads.append(generation)
+        answer = self.answers.get(generation)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        pass
+
+
+def _unsized(uri: str, generation: int) -> UnsizedEvent:
+    _, bucket, key = split_uri(uri)
+    return UnsizedEvent(
+        kind=StorageEventKind.CREATED,
+        uri=uri,
+        bucket=bucket,
+        key=key,
+        generation=generation,
+        event_time=T0,
+        source=CompletionSource.PUBSUB,
+    )
+
+
+def test_notifications_without_payload_read_the_size_only_when_it_matters(
+    watcher_identity: Path, api: client.ApiClient, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    uid = create_videojob(api, namespace, "film")
+    uri = output_uri("gs://films/ws", namespace, "film", uid, 0)
+    name = create_segment(api, namespace, "film", uid, 0, uri)
+    created = T0 + timedelta(microseconds=123456)
+    storage = _Storage(
+        {
+            5: ObjectFacts(size=4321, etag="CJvN", created=created),
+            7: StatDenied("403 caller does not have storage.objects.get access"),
+            8: StatDenied("403 again"),
+            9: StatUnavailable("503 backend error"),
+        }
+    )
+
+    async def run() -> dict[str, Any]:
+        kube = KubeClient.from_kubeconfig(watcher_identity, timeout=10)
+        applier = Applier(kube, [StorageRoot.parse("gs://films/ws")], object_stat=storage)
+        out: dict[str, Any] = {}
+        try:
+            out["first"] = await applier.apply(_unsized(uri, 5))
+            out["again"] = await applier.apply(_unsized(uri, 5))  # duplicate: no read
+            out["older"] = await applier.apply(_unsized(uri, 4))  # older: no read
+            out["gone"] = await applier.apply(_unsized(uri, 6))  # overwritten since
+            out["denied"] = await applier.apply(_unsized(uri, 7))
+            out["denied again"] = await applier.apply(_unsized(uri, 8))
+            try:
+                await applier.apply(_unsized(uri, 9))
+            except RetryLater as exc:
+                out["unavailable"] = exc.reason
+            no_reader = Applier(kube, [StorageRoot.parse("gs://films/ws")])
+            out["no reader"] = await no_reader.apply(_unsized(uri, 10))
+        finally:
+            await kube.close()
+        return out
+
+    with caplog.at_level(logging.INFO, "stereo_operator.watcher"):
+        out = asyncio.run(run())
+    reasons = {k: (v.outcome, v.reason) if isinstance(v, Result) else v for k, v in out.items()}
+    assert reasons == {
+        "first": (Outcome.APPLIED, ""),
+        "again": (Outcome.DUPLICATE, "already-recorded"),
+        "older": (Outcome.IGNORED, "older-than-recorded"),
+        "gone": (Outcome.IGNORED, "object-gone"),
+        "denied": (Outcome.IGNORED, "size-unknown"),
+        "denied again": (Outcome.IGNORED, "size-unknown"),
+        "unavailable": "stat-unavailable",
+        "no reader": (Outcome.IGNORED, "size-unknown"),
+    }
+    assert storage.reads == [5, 6, 7, 8, 9]
+    final = completion(api, namespace, name)
+    assert final is not None
+    assert (final["size"], final["etag"], final["generation"], final["source"]) == (
+        4321,
+        "CJvN",
+        5,
+        "pubsub",
+    )
+    assert final["eventTime"] == "2026-11-25T18:00:00.123456Z"
+    loud = [r for r in caplog.records if "without payload" in r.getMessage()]
+    # One INFO about reading sizes, one ERROR (per applier) about sizes that cannot be read.
+    assert [r.levelname for r in loud].count("ERROR") == 2
+    assert [r.levelname for r in loud].count("INFO") == 1

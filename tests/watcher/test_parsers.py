@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from stereo_operator.watcher.parsers import (
     MalformedEvent,
+    UnsizedEvent,
     parse_pubsub_message,
     parse_s3_notification,
     parse_seaweedfs_event,
+    read_pubsub_push,
 )
 from stereo_types.events import StorageEventKind
 from stereo_types.layout import StorageRoot
@@ -157,9 +160,14 @@ def test_pubsub_finalize() -> None:
 def test_pubsub_other_event_types_and_formats_are_ignored() -> None:
     parsed = parse_pubsub_message(p.gcs_attributes(event="OBJECT_DELETE"), p.gcs_data())
     assert [i.reason for i in parsed.ignored] == ["not-a-creation"]
-    attributes = {**p.gcs_attributes(), "payloadFormat": "NONE"}
+    attributes = {**p.gcs_attributes(), "payloadFormat": "JSON_API_V2"}
     parsed = parse_pubsub_message(attributes, b"")
     assert [i.reason for i in parsed.ignored] == ["unsupported-payload-format"]
+    attributes.pop("payloadFormat")
+    parsed = parse_pubsub_message(attributes, b"")
+    assert [(i.reason, i.detail) for i in parsed.ignored] == [
+        ("unsupported-payload-format", "(none)")
+    ]
 
 
 @pytest.mark.parametrize(
@@ -272,3 +280,211 @@ def test_seaweedfs_other_buckets_dir() -> None:
 def test_malformed_seaweedfs_bodies(body: object, reason: str) -> None:
     with pytest.raises(MalformedEvent, match=reason):
         parse_seaweedfs_event(body if isinstance(body, str) else json.dumps(body))
+
+
+# --- one bad record of many -------------------------------------------------------------------
+
+
+def test_one_bad_record_costs_only_itself() -> None:
+    good = p.aws_record()
+    other = p.aws_record(
+        key=p.ENCODED_KEY.replace("00003", "00004"), sequencer="0066B2D4E1A8F3C7D3"
+    )
+    bad_time = p.aws_record(time="yesterday")
+    parsed = parse_s3_notification(
+        {"Records": [good, {"eventName": "ObjectCreated:Put"}, bad_time, other, 7]}
+    )
+    assert [e.key for e in parsed.events] == [
+        p.OUTPUT_KEY,
+        p.OUTPUT_KEY.replace("00003", "00004"),
+    ]
+    errors = [b.error for b in parsed.malformed]
+    assert len(errors) == 3
+    assert "Records[1]: missing s3.bucket.name" in errors[0]
+    assert "Records[2]: eventTime" in errors[1] and "RFC 3339" in errors[1]
+    assert "Records[4] is not an object" in errors[2]
+    assert parsed.records == 5
+
+
+def test_a_bad_record_next_to_an_ignored_one_is_not_a_malformed_message() -> None:
+    body = p.minio_body()
+    body["Records"].append({"eventName": "s3:ObjectCreated:Put", "s3": {}})
+    body["Records"][0]["eventName"] = "s3:ObjectRemoved:Delete"
+    parsed = parse_s3_notification(body, CompletionSource.MINIO_WEBHOOK)
+    assert (len(parsed.events), len(parsed.ignored), len(parsed.malformed)) == (0, 1, 1)
+
+
+def test_every_record_bad_is_a_malformed_message() -> None:
+    with pytest.raises(MalformedEvent, match=r"Records\[0\].*and 1 more unreadable records"):
+        parse_s3_notification({"Records": [{"eventName": "ObjectCreated:Put"}, 3]})
+
+
+# --- SNS control messages ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("SubscriptionConfirmation", "sns-subscription-confirmation"),
+        ("UnsubscribeConfirmation", "sns-unsubscribe-confirmation"),
+    ],
+)
+def test_sns_control_messages_are_recognised_not_malformed(kind: str, reason: str) -> None:
+    parsed = parse_s3_notification(json.dumps(p.sns_control(kind)))
+    assert parsed.events == () and parsed.malformed == ()
+    (ignored,) = parsed.ignored
+    assert (ignored.reason, ignored.detail) == (reason, p.SNS_TOPIC)
+    assert "subscribe_url" in ignored.notice
+    context = dict(ignored.context)
+    assert context["topic"] == p.SNS_TOPIC
+    assert context["subscribe_url"] == p.SNS_SUBSCRIBE_URL
+    assert context["message_id"] == "165545c9-2a5c-472c-8df2-7ff2be2b3b1b"
+
+
+def test_sns_notification_of_a_test_event_is_ignored() -> None:
+    parsed = parse_s3_notification(json.dumps(p.sns_envelope(p.MOTO_TEST_EVENT)))
+    assert [i.reason for i in parsed.ignored] == ["test-event"]
+
+
+def test_unknown_sns_type_is_malformed() -> None:
+    body = {**p.sns_control(), "Type": "Telegram"}
+    with pytest.raises(MalformedEvent, match="no Records"):
+        parse_s3_notification(body)
+
+
+# --- S3 through EventBridge -------------------------------------------------------------------
+
+
+def test_eventbridge_object_created_as_documented() -> None:
+    (event,) = parse_s3_notification(json.dumps(p.eventbridge_object_created())).events
+    assert event.source is CompletionSource.SQS
+    assert (event.bucket, event.key, event.uri) == (
+        "films",
+        p.OUTPUT_KEY,
+        f"s3://films/{p.OUTPUT_KEY}",
+    )
+    assert (event.size, event.etag, event.sequencer) == (
+        1000,
+        "336311a016184326ddbdd61edd4eeb52",
+        "0066B2D4E1A8F3C7D2",
+    )
+    assert event.event_time == datetime(2026, 11, 25, 18, 34, 9, tzinfo=UTC)
+    assert event.segment_ref(ROOT) is not None
+
+
+def test_eventbridge_keys_are_not_url_decoded() -> None:
+    body = p.eventbridge_object_created(key="in box/a+b%2Bc.mp4")
+    (event,) = parse_s3_notification(body).events
+    assert event.key == "in box/a+b%2Bc.mp4"
+
+
+def test_eventbridge_as_moto_renders_it() -> None:
+    """moto 5.2: eTag spelled as in S3 records, reason ObjectCreated."""
+    body = p.eventbridge_object_created(reason="ObjectCreated")
+    obj = body["detail"]["object"]
+    obj["eTag"] = obj.pop("etag")
+    (event,) = parse_s3_notification(body).events
+    assert event.etag == "336311a016184326ddbdd61edd4eeb52"
+
+
+def test_eventbridge_sequencer_beside_the_object_and_through_sns() -> None:
+    body = p.eventbridge_object_created()
+    body["detail"]["sequencer"] = body["detail"]["object"].pop("sequencer")
+    envelope = p.sns_envelope(body)
+    (event,) = parse_s3_notification(json.dumps(envelope)).events
+    assert event.sequencer == "0066B2D4E1A8F3C7D2"
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"detail_type": "Object Deleted"}, "not-a-creation"),
+        ({"detail_type": "Object Restore Completed"}, "not-a-creation"),
+        (
+            {"source": "aws.ec2", "detail_type": "EC2 Instance State-change Notification"},
+            "not-s3-event",
+        ),
+    ],
+)
+def test_eventbridge_other_events_are_ignored(changes: dict[str, str], reason: str) -> None:
+    parsed = parse_s3_notification(p.eventbridge_object_created(**changes))
+    assert parsed.events == ()
+    assert [i.reason for i in parsed.ignored] == [reason]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda b: b["detail"].pop("bucket"), "missing detail.bucket.name"),
+        (lambda b: b["detail"]["object"].pop("key"), "missing detail.object.key"),
+        (lambda b: b.pop("time"), "missing time"),
+        (lambda b: b.update(time="noon"), "RFC 3339"),
+        (lambda b: b["detail"]["object"].update(size=-3), "negative"),
+        (lambda b: b.update({"detail-type": 5}), "detail-type is not a str"),
+    ],
+)
+def test_malformed_eventbridge_events(mutate: Any, reason: str) -> None:
+    body = p.eventbridge_object_created()
+    mutate(body)
+    with pytest.raises(MalformedEvent, match=reason):
+        parse_s3_notification(json.dumps(body))
+
+
+# --- GCS without payload, Pub/Sub push --------------------------------------------------------
+
+
+def test_pubsub_without_payload_is_an_unsized_event() -> None:
+    (event,) = parse_pubsub_message(p.gcs_attributes_without_payload(), b"").events
+    assert isinstance(event, UnsizedEvent)
+    assert (event.uri, event.generation, event.size, event.etag) == (
+        f"gs://films/{p.OUTPUT_KEY}",
+        1795631663075867,
+        0,
+        None,
+    )
+    assert event.event_time == datetime(2026, 11, 25, 18, 34, 23, tzinfo=UTC)
+    assert event.source is CompletionSource.PUBSUB
+    assert event.segment_ref("gs://films/ws") is not None
+
+
+@pytest.mark.parametrize("missing", ["bucketId", "objectId", "objectGeneration", "eventTime"])
+def test_pubsub_without_payload_needs_its_attributes(missing: str) -> None:
+    attributes = p.gcs_attributes_without_payload()
+    del attributes[missing]
+    with pytest.raises(MalformedEvent):
+        parse_pubsub_message(attributes, b"")
+
+
+def test_push_body_as_documented() -> None:
+    body = p.pubsub_push_body(p.gcs_attributes(), p.gcs_data())
+    push = read_pubsub_push(json.dumps(body).encode())
+    assert push.subscription == "projects/films-project/subscriptions/watcher-push"
+    assert push.message_id == "2070443601311540"
+    assert push.attributes == p.gcs_attributes()
+    assert push.data == p.gcs_data()
+    (event,) = parse_pubsub_message(push.attributes, push.data).events
+    assert event.generation == 1795631663075867
+
+
+def test_push_body_without_data() -> None:
+    body = p.pubsub_push_body(p.gcs_attributes_without_payload(), b"")
+    assert "data" not in body["message"]
+    push = read_pubsub_push(body)
+    assert push.data == b""
+    assert isinstance(parse_pubsub_message(push.attributes, push.data).events[0], UnsizedEvent)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"not json", "not JSON"),
+        ({"subscription": "projects/p/subscriptions/s"}, "missing message"),
+        ({"message": {"attributes": {"a": 1}}}, "map of strings"),
+        ({"message": {"attributes": ["a"]}}, "map of strings"),
+        ({"message": {"data": 5}}, "data is not a string"),
+        ({"message": {"data": "***"}}, "not base64"),
+    ],
+)
+def test_malformed_push_bodies(body: Any, reason: str) -> None:
+    with pytest.raises(MalformedEvent, match=reason):
+        read_pubsub_push(body if isinstance(body, bytes) else json.dumps(body))

@@ -264,6 +264,16 @@ JSON). A YAML list, possibly empty; include with (dict "ctx" $ "mounted" bool "j
 {{- if and .Values.watcher.enabled (ne .Values.storage.kind "file") }}true{{ end }}
 {{- end }}
 
+{{/* Pub/Sub delivers by pushing to the watcher's /events/pubsub. */}}
+{{- define "stereo-operator.pubsubPush" -}}
+{{- if and (eq .Values.events.source "pubsub") (eq .Values.events.pubsub.delivery "push") }}true{{ end }}
+{{- end }}
+
+{{/* An endpoint of the watcher accepts the shared bearer token (webhooks, Pub/Sub push). */}}
+{{- define "stereo-operator.webhookToken" -}}
+{{- if or (eq .Values.events.source "webhook") (include "stereo-operator.pubsubPush" .) }}true{{ end }}
+{{- end }}
+
 {{- define "stereo-operator.webhookSecretName" -}}
 {{- default (printf "%s-webhook-token" (include "stereo-operator.fullname" .)) .Values.events.webhook.token.existingSecret }}
 {{- end }}
@@ -297,6 +307,16 @@ JSON). A YAML list, possibly empty; include with (dict "ctx" $ "mounted" bool "j
 {{- $_ := set $webhook "spoolDir" "/var/spool/stereo-watcher" }}
 {{- end }}
 {{- end }}
+{{- if include "stereo-operator.pubsubPush" . }}
+{{- $push := $ev.pubsub.push }}
+{{- $_ := set $webhook "pubsub" true }}
+{{- $_ := set $webhook "tokenFile" (printf "/var/run/secrets/stereo/webhook/%s" $ev.webhook.token.key) }}
+{{- if $push.audience }}
+{{- $oidc := dict "audience" $push.audience }}
+{{- with $push.serviceAccountEmail }}{{ $_ := set $oidc "serviceAccountEmail" . }}{{ end }}
+{{- $_ := set $webhook "pubsubOidc" $oidc }}
+{{- end }}
+{{- end }}
 {{- $config := dict
   "roots" (prepend $w.extraRoots (include "stereo-operator.workspace" .) | uniq)
   "namespaces" .Values.watchNamespaces
@@ -312,7 +332,7 @@ JSON). A YAML list, possibly empty; include with (dict "ctx" $ "mounted" bool "j
   "visibilityTimeoutSeconds" $ev.sqs.visibilityTimeoutSeconds }}
 {{- with (default .Values.storage.region $ev.sqs.region) }}{{ $_ := set $queue "region" . }}{{ end }}
 {{- $_ := set $config "sqs" (list $queue) }}
-{{- else if eq $ev.source "pubsub" }}
+{{- else if and (eq $ev.source "pubsub") (not (include "stereo-operator.pubsubPush" .)) }}
 {{- $sub := required "events.pubsub.subscription is required for events.source=pubsub" $ev.pubsub.subscription }}
 {{- $_ := set $config "pubsub" (list (dict "subscription" $sub)) }}
 {{- end }}

@@ -25,6 +25,8 @@ from stereo_operator.watcher.config import ConfigError, WatcherConfig, load_conf
 from stereo_operator.watcher.kube import KubeClient
 from stereo_operator.watcher.logs import configure_logging
 from stereo_operator.watcher.metrics import WatcherMetrics
+from stereo_operator.watcher.objects import GcsObjectStat
+from stereo_operator.watcher.oidc import OidcVerifier
 from stereo_operator.watcher.pubsub import PubSubSource
 from stereo_operator.watcher.server import HttpServer, TokenStore
 from stereo_operator.watcher.spool import Spool
@@ -52,11 +54,17 @@ class Watcher:
         self.config = config
         self.metrics = WatcherMetrics()
         self.tokens: TokenStore | None = None
-        if config.webhook.enabled:
-            self.tokens = TokenStore(config.webhook.token_file, config.webhook.token_env)
-            if not self.tokens.configured:
-                where = config.webhook.token_file or f"${config.webhook.token_env}"
+        webhook = config.webhook
+        if webhook.enabled:
+            self.tokens = TokenStore(webhook.token_file, webhook.token_env)
+            if webhook.needs_token and not self.tokens.configured:
+                where = webhook.token_file or f"${webhook.token_env}"
                 raise ConfigError(f"webhooks are enabled but no bearer token is set ({where})")
+        self.oidc: OidcVerifier | None = None
+        if webhook.pubsub and webhook.pubsub_oidc is not None:
+            self.oidc = OidcVerifier.from_config(webhook.pubsub_oidc)
+        # Cloud Storage notifications without payload need a read of the object (objects.py).
+        self.object_stat = GcsObjectStat() if config.pubsub or webhook.pubsub else None
         self.kube = kube or KubeClient.from_kubeconfig(
             config.kubernetes.kubeconfig,
             config.kubernetes.request_timeout_seconds,
@@ -110,6 +118,7 @@ class Watcher:
             namespaces=cfg.namespaces,
             conflict_retries=cfg.kubernetes.conflict_retries,
             pending_segment_grace=cfg.pending_segment_grace_seconds,
+            object_stat=self.object_stat,
         )
         self.delivery = Delivery(
             applier,
@@ -134,6 +143,7 @@ class Watcher:
             self.readiness,
             spool,
             self.api_reachable,
+            self.oidc,
         )
         await self.server.start(cfg.http.host, cfg.http.port)
         loop = asyncio.get_running_loop()
@@ -201,6 +211,9 @@ class Watcher:
             elif isinstance(source, SqsSource):
                 source.close()
         await self.server.stop()
+        if self.object_stat is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.object_stat.close)
         await self.kube.close()
         log.info("watcher stopped")
 

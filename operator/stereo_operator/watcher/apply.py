@@ -6,8 +6,13 @@ The rules:
 * the Segment ``<videojob>-<index:05d>`` in the key's namespace must exist, carry the key's
   VideoJob UID (else the object belongs to an older incarnation) and name the event's URI as
   its outputUri;
-* the completion is written only when ``should_replace_completion(current, incoming)``: a
-  duplicate, replay or older event never changes a recorded completion;
+* the completion is written only when ``should_replace_completion(current, incoming)``
+  (ordering.py: GCS generation, else S3 sequencer, else event time): a duplicate, replay or
+  older event never changes a recorded completion;
+* an event whose notification did not carry the object's size (UnsizedEvent: Cloud Storage
+  payload format NONE) is completed from a read of the notified generation (objects.py),
+  made only once the event is known to name the Segment's output and to be newer than what
+  is recorded;
 * the merge patch carries the resourceVersion that was read, so a concurrent writer (another
   watcher replica, the operator) makes it fail with 409 and the decision is taken again on
   the fresh object: nothing can regress a newer completion.
@@ -42,11 +47,16 @@ from stereo_operator.watcher.kube import (
     videojob_path,
 )
 from stereo_operator.watcher.metrics import WatcherMetrics
-from stereo_operator.watcher.parsers import Notification
+from stereo_operator.watcher.objects import ObjectStat, StatDenied, StatUnavailable
+from stereo_operator.watcher.parsers import Notification, UnsizedEvent
 from stereo_types.base import utc_now
 from stereo_types.events import StorageEvent, StorageEventKind
 from stereo_types.layout import SegmentRef, StorageRoot
-from stereo_types.segment import SegmentCompletion, compare_completions, should_replace_completion
+from stereo_types.segment import (
+    SegmentCompletion,
+    compare_completions,
+    should_replace_completion,
+)
 
 log = logging.getLogger("stereo_operator.watcher")
 
@@ -104,6 +114,18 @@ def _recorded(segment: dict[str, Any]) -> SegmentCompletion | None:
         return None
 
 
+def _not_newer(
+    current: SegmentCompletion | None, incoming: SegmentCompletion, ref: SegmentRef
+) -> Result | None:
+    """Why incoming must not replace the recorded completion, or None if it should."""
+    if should_replace_completion(current, incoming):
+        return None
+    assert current is not None
+    if compare_completions(incoming, current) == 0:
+        return Result(Outcome.DUPLICATE, "already-recorded", ref=ref)
+    return Result(Outcome.IGNORED, "older-than-recorded", ref=ref)
+
+
 class _KeyedLocks:
     """One asyncio.Lock per key, dropped when nobody holds or waits for it."""
 
@@ -136,6 +158,7 @@ class Applier:
         namespaces: Sequence[str] = (),
         conflict_retries: int = 10,
         pending_segment_grace: float = 30.0,
+        object_stat: ObjectStat | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._kube = kube
@@ -143,8 +166,11 @@ class Applier:
         self._namespaces = frozenset(namespaces)
         self._conflict_retries = conflict_retries
         self._pending_grace = pending_segment_grace
+        self._object_stat = object_stat
         self._clock = clock
         self._locks = _KeyedLocks()
+        self._told_unsized = False
+        self._warned_size_unknown = False
 
     def segment_of(self, event: StorageEvent) -> SegmentRef | None:
         for root in self._roots:
@@ -176,6 +202,7 @@ class Applier:
     async def _apply(self, event: StorageEvent, ref: SegmentRef) -> Result:
         namespace, name = ref.videojob.namespace, ref.segment_name
         path = segment_path(namespace, name)
+        sized: StorageEvent | None = None  # an UnsizedEvent once storage was read
         for _attempt in range(self._conflict_retries + 1):
             segment = await self._kube.get(path)
             if segment is None:
@@ -191,12 +218,18 @@ class Applier:
             if metadata.get("deletionTimestamp"):
                 return Result(Outcome.IGNORED, "segment-deleting", ref=ref)
             current = _recorded(segment)
-            incoming = event.to_completion(recorded_at=self._clock())
-            if not should_replace_completion(current, incoming):
-                assert current is not None
-                if compare_completions(incoming, current) == 0:
-                    return Result(Outcome.DUPLICATE, "already-recorded", ref=ref)
-                return Result(Outcome.IGNORED, "older-than-recorded", ref=ref)
+            incoming = (sized or event).to_completion(recorded_at=self._clock())
+            stale = _not_newer(current, incoming, ref)
+            if stale is None and isinstance(event, UnsizedEvent) and sized is None:
+                # Newer than the record by its generation: worth reading its size.
+                found = await self._read_size(event, ref)
+                if isinstance(found, Result):
+                    return found
+                sized = found
+                incoming = sized.to_completion(recorded_at=self._clock())
+                stale = _not_newer(current, incoming, ref)
+            if stale is not None:
+                return stale
             patch = completion_patch(incoming, str(metadata.get("resourceVersion", "")))
             try:
                 await self._kube.merge_patch(path + "/status", patch)
@@ -207,6 +240,47 @@ class Applier:
                 return Result(Outcome.IGNORED, "segment-not-found", ref=ref)
             return Result(Outcome.APPLIED, ref=ref, completion=incoming)
         raise RetryLater("conflicts", f"{self._conflict_retries + 1} conflicting writes")
+
+    async def _read_size(self, event: UnsizedEvent, ref: SegmentRef) -> StorageEvent | Result:
+        """The event with the size, ETag and creation time of its generation, read from
+        storage; or why it cannot be completed from this notification."""
+        generation = event.generation
+        if generation is None or self._object_stat is None:
+            return self._size_unknown(event, ref, "the watcher has no storage reader")
+        if not self._told_unsized:
+            self._told_unsized = True
+            log.info(
+                "notifications without payload (payloadFormat NONE): reading each segment "
+                "output's size from storage; a notification with --payload-format=json "
+                "saves the read",
+                extra={"uri": event.uri},
+            )
+        try:
+            facts = await self._object_stat.stat(event.bucket, event.key, generation)
+        except StatDenied as exc:
+            return self._size_unknown(event, ref, str(exc))
+        except StatUnavailable as exc:
+            raise RetryLater("stat-unavailable", str(exc)) from None
+        if facts is None:
+            detail = f"generation {generation} no longer exists"
+            return Result(Outcome.IGNORED, "object-gone", detail, ref=ref)
+        fields = {name: getattr(event, name) for name in StorageEvent.model_fields}
+        fields.update(size=facts.size, etag=facts.etag)
+        fields["event_time"] = facts.created or event.event_time
+        return StorageEvent.model_validate(fields)
+
+    def _size_unknown(self, event: StorageEvent, ref: SegmentRef, why: str) -> Result:
+        if not self._warned_size_unknown:
+            self._warned_size_unknown = True
+            log.error(
+                "cannot complete segments from Cloud Storage notifications without payload "
+                "(payloadFormat NONE): the object's size cannot be read. Grant the watcher "
+                "storage.objects.get on the bucket, or recreate the notification with "
+                "--payload-format=json. Until then these segments complete through the "
+                "operator's own output check (timeouts.completionGraceSeconds). Logged once.",
+                extra={"uri": event.uri, "error": why},
+            )
+        return Result(Outcome.IGNORED, "size-unknown", why, ref=ref)
 
     async def _missing(self, event: StorageEvent, ref: SegmentRef) -> Result:
         """No Segment: stale unless its VideoJob incarnation is alive and the event is young,
@@ -283,13 +357,7 @@ class Delivery:
         delivered again. budget: seconds to keep retrying an unreachable API server.
         replay: a spooled event tried again (not counted as received twice)."""
         if not replay:
-            self._metrics.received.labels(source).inc(notification.records)
-        for skipped in [] if replay else notification.ignored:
-            self._metrics.ignored.labels(source, skipped.reason).inc()
-            log.debug(
-                "record ignored",
-                extra={"source": source, "reason": skipped.reason, "detail": skipped.detail},
-            )
+            self._count_records(notification, source)
         report = DeliveryReport()
         pending: RetryLater | None = None
         for event in notification.events:
@@ -300,6 +368,27 @@ class Delivery:
         if pending is not None:
             raise pending
         return report
+
+    def _count_records(self, notification: Notification, source: str) -> None:
+        self._metrics.received.labels(source).inc(notification.records)
+        for skipped in notification.ignored:
+            self._metrics.ignored.labels(source, skipped.reason).inc()
+            if skipped.notice:
+                log.warning(
+                    skipped.notice,
+                    extra={"source": source, "reason": skipped.reason, **dict(skipped.context)},
+                )
+            else:
+                log.debug(
+                    "record ignored",
+                    extra={"source": source, "reason": skipped.reason, "detail": skipped.detail},
+                )
+        for bad in notification.malformed:
+            self._metrics.errors.labels(source, "malformed-record").inc()
+            log.warning(
+                "unreadable record skipped; the other records of its message are applied",
+                extra={"source": source, "error": bad.error},
+            )
 
     async def _deliver_one(self, event: StorageEvent, source: str, budget: float) -> Result:
         deadline = time.monotonic() + budget

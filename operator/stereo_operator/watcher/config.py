@@ -40,7 +40,8 @@ class _Model(BaseModel):
 
 
 class SqsQueueConfig(_Model):
-    """One SQS queue receiving S3 event notifications (directly or through SNS)."""
+    """One SQS queue receiving S3 event notifications (directly, through SNS or through an
+    EventBridge rule that targets the queue)."""
 
     queue_url: str = Field(min_length=1)
     region: str | None = None
@@ -61,7 +62,8 @@ class SqsQueueConfig(_Model):
 
 
 class PubSubSubscriptionConfig(_Model):
-    """One Pub/Sub subscription on a GCS notification topic (payload format JSON_API_V1)."""
+    """One Pub/Sub subscription on a GCS notification topic, read by streaming pull (payload
+    format JSON_API_V1, or NONE: then the watcher reads each segment output's size)."""
 
     subscription: str = Field(pattern=r"^projects/[^/]+/subscriptions/[^/]+$")
     """Full name: projects/<project>/subscriptions/<name>."""
@@ -72,6 +74,24 @@ class PubSubSubscriptionConfig(_Model):
 
 
 WebhookEndpoint = Literal["minio", "seaweedfs"]
+GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
+
+
+class PubSubOidcConfig(_Model):
+    """Verify the OIDC token a Pub/Sub push subscription sends (its --push-auth-* flags)."""
+
+    audience: str = Field(min_length=1)
+    """The audience the subscription puts in its tokens (--push-auth-token-audience; by
+    default the push endpoint's URL)."""
+    service_account_email: str | None = Field(default=None, min_length=3)
+    """The subscription's --push-auth-service-account; tokens of any other account are
+    refused. Unset: any Google-signed token for the audience is accepted."""
+    certs_url: str = Field(default=GOOGLE_CERTS_URL, pattern=r"^https?://")
+    """Where the signing keys are published ({key id: PEM certificate})."""
+    issuers: list[str] = Field(default_factory=lambda: list(GOOGLE_ISSUERS), min_length=1)
+    clock_skew_seconds: int = Field(default=10, ge=0, le=300)
+    """Tolerance for the token's iat and exp."""
 
 
 def _seaweedfs_only() -> list[WebhookEndpoint]:
@@ -79,12 +99,19 @@ def _seaweedfs_only() -> list[WebhookEndpoint]:
 
 
 class WebhookConfig(_Model):
-    """The HTTP endpoints MinIO and the SeaweedFS filer post events to."""
+    """The HTTP endpoints MinIO, the SeaweedFS filer and Pub/Sub push subscriptions post
+    events to."""
 
     minio: bool = True
     """Serve POST /events/minio (S3 event format as MinIO posts it)."""
     seaweedfs: bool = True
     """Serve POST /events/seaweedfs (SeaweedFS filer webhook notifications)."""
+    pubsub: bool = False
+    """Serve POST /events/pubsub (Cloud Storage notifications from a Pub/Sub push
+    subscription). It accepts the bearer token below (as the Authorization header or a
+    ``token`` query parameter of the push endpoint URL) and, with pubsub_oidc, the OIDC
+    token Pub/Sub signs."""
+    pubsub_oidc: PubSubOidcConfig | None = None
     token_file: Path | None = None
     """File with the bearer token (one per line to rotate); re-read when it changes."""
     token_env: str = DEFAULT_TOKEN_ENV
@@ -103,7 +130,18 @@ class WebhookConfig(_Model):
 
     @property
     def enabled(self) -> bool:
-        return self.minio or self.seaweedfs
+        return self.minio or self.seaweedfs or self.pubsub
+
+    @property
+    def needs_token(self) -> bool:
+        """Whether an endpoint accepts nothing but the bearer token."""
+        return self.minio or self.seaweedfs or (self.pubsub and self.pubsub_oidc is None)
+
+    @model_validator(mode="after")
+    def _oidc_needs_the_endpoint(self) -> Self:
+        if self.pubsub_oidc is not None and not self.pubsub:
+            raise ValueError("webhook.pubsubOidc is set but webhook.pubsub (the endpoint) is off")
+        return self
 
 
 class HttpConfig(_Model):

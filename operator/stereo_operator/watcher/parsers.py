@@ -1,8 +1,10 @@
 """Native notification formats to StorageEvent: pure functions, no I/O.
 
-Each parser returns a Notification: the creation events it found, plus the records it
-deliberately ignored (test events, deletions, directories...) with a reason. A body that is
-not a notification of the expected format raises MalformedEvent; the caller acknowledges it
+Each parser returns a Notification: the creation events it found, the records it
+deliberately ignored (test events, deletions, directories, SNS control messages...) with a
+reason, and the records it could not read when the others could (one bad record does not
+cost a message's good ones). A body that is not a notification of the expected format, or
+whose every record is unreadable, raises MalformedEvent; the caller acknowledges it
 (queues) or answers 400 (webhooks), since delivering it again cannot help.
 """
 
@@ -39,6 +41,17 @@ class Ignored:
 
     reason: str
     detail: str = ""
+    notice: str = ""
+    """Set for a record someone has to act on (an SNS subscription to confirm): logged at
+    WARNING with this message and the context fields."""
+    context: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BadRecord:
+    """One unreadable record of a notification whose other records were read."""
+
+    error: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +60,17 @@ class Notification:
 
     events: tuple[StorageEvent, ...] = ()
     ignored: tuple[Ignored, ...] = ()
+    malformed: tuple[BadRecord, ...] = ()
 
     @property
     def records(self) -> int:
-        return len(self.events) + len(self.ignored)
+        return len(self.events) + len(self.ignored) + len(self.malformed)
+
+
+class UnsizedEvent(StorageEvent):
+    """A creation whose notification did not carry the object's size or ETag (a Cloud
+    Storage notification with payload format NONE). size is a placeholder 0: the applier
+    reads the notified generation from storage before it records a completion."""
 
 
 def _ignored(reason: str, detail: str = "") -> Notification:
@@ -103,9 +123,9 @@ def _int(value: Any, where: str) -> int:
     return number
 
 
-def _event(where: str, **fields: Any) -> StorageEvent:
+def _event(where: str, model: type[StorageEvent] = StorageEvent, **fields: Any) -> StorageEvent:
     try:
-        return StorageEvent(kind=StorageEventKind.CREATED, **fields)
+        return model(kind=StorageEventKind.CREATED, **fields)
     except ValidationError as exc:
         errors = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'event'}: {e['msg']}" for e in exc.errors()
@@ -130,60 +150,145 @@ def _s3_record(record: Any, index: int, source: CompletionSource) -> StorageEven
     # Keys are URL-encoded in form style: '+' is a space.
     key = unquote_plus(_field(record, "s3.object.key", str, where))
     obj = record["s3"]["object"]
-    etag = obj.get("eTag") if isinstance(obj.get("eTag"), str) and obj.get("eTag") else None
-    sequencer = obj.get("sequencer")
-    if not (isinstance(sequencer, str) and _HEX.match(sequencer)):
-        sequencer = None
     return _event(
         where,
         uri=join_uri("s3", bucket, key),
         bucket=bucket,
         key=key,
         size=_int(obj.get("size", 0), f"{where}: s3.object.size"),
-        etag=etag,
-        sequencer=sequencer,
+        etag=_text(obj.get("eTag")),
+        sequencer=_sequencer(obj.get("sequencer")),
         event_time=_time(_field(record, "eventTime", str, where), f"{where}: eventTime"),
         source=source,
+    )
+
+
+def _text(*values: Any) -> str | None:
+    """The first non-empty string of values."""
+    return next((v for v in values if isinstance(v, str) and v), None)
+
+
+def _sequencer(value: Any) -> str | None:
+    # A sequencer that is not hex cannot be ordered: the event still counts, by eventTime.
+    return value if isinstance(value, str) and _HEX.match(value) else None
+
+
+# SNS envelope types other than Notification: (ignored reason, what to do about it).
+SNS_CONTROL_MESSAGES = {
+    "SubscriptionConfirmation": (
+        "sns-subscription-confirmation",
+        "SNS asks to confirm a subscription of this queue to a topic: open subscribe_url "
+        "(or run aws sns confirm-subscription with its Token); until then the topic's "
+        "events do not arrive",
+    ),
+    "UnsubscribeConfirmation": (
+        "sns-unsubscribe-confirmation",
+        "an SNS subscription of this queue was deleted: the topic's events stop arriving; "
+        "open subscribe_url to subscribe again",
+    ),
+}
+
+
+def _sns_control(doc: Mapping[str, Any], kind: str) -> Notification:
+    reason, notice = SNS_CONTROL_MESSAGES[kind]
+    topic = _text(doc.get("TopicArn")) or "(unknown topic)"
+    context = [("topic", topic)]
+    for key, name in (("SubscribeURL", "subscribe_url"), ("MessageId", "message_id")):
+        value = _text(doc.get(key))
+        if value:
+            context.append((name, value))
+    return Notification(ignored=(Ignored(reason, topic, notice, tuple(context)),))
+
+
+def _eventbridge_event(doc: Mapping[str, Any], source: CompletionSource) -> Notification:
+    """An S3 event delivered by EventBridge (as the rule's target receives it, without an
+    input transformer)."""
+    where = "EventBridge event"
+    detail_type = _field(doc, "detail-type", str, where)
+    origin = doc.get("source")
+    if origin != "aws.s3":
+        return _ignored("not-s3-event", f"{origin}: {detail_type}")
+    if detail_type != "Object Created":
+        return _ignored("not-a-creation", detail_type)
+    bucket = _field(doc, "detail.bucket.name", str, where)
+    key = _field(doc, "detail.object.key", str, where)  # not URL-encoded in EventBridge
+    detail = doc["detail"]
+    obj = detail["object"]
+    return Notification(
+        events=(
+            _event(
+                where,
+                uri=join_uri("s3", bucket, key),
+                bucket=bucket,
+                key=key,
+                size=_int(obj.get("size", 0), f"{where}: detail.object.size"),
+                etag=_text(obj.get("etag"), obj.get("eTag")),
+                sequencer=_sequencer(obj.get("sequencer", detail.get("sequencer"))),
+                event_time=_time(_field(doc, "time", str, where), f"{where}: time"),
+                source=source,
+            ),
+        )
     )
 
 
 def parse_s3_notification(
     body: str | bytes | Mapping[str, Any], source: CompletionSource = CompletionSource.SQS
 ) -> Notification:
-    """An S3 event notification: an SQS message body (also wrapped in an SNS envelope), or
-    the JSON MinIO posts to a webhook (the same records plus EventName and Key)."""
+    """An S3 event notification: an SQS message body (S3 directly, through SNS with or
+    without raw delivery, or an EventBridge event), or the JSON MinIO posts to a webhook
+    (the same records plus EventName and Key).
+
+    Records that cannot be read are returned as malformed while the message's other records
+    count; only a message without one readable record raises MalformedEvent.
+    """
     doc = _load_json(body)
-    if doc.get("Type") == "Notification" and isinstance(doc.get("Message"), str):
+    envelope = doc.get("Type")
+    if envelope == "Notification" and isinstance(doc.get("Message"), str):
         doc = _load_json(doc["Message"])  # S3 -> SNS -> SQS without raw delivery
+    elif envelope in SNS_CONTROL_MESSAGES and isinstance(doc.get("TopicArn"), str):
+        return _sns_control(doc, envelope)
     if doc.get("Event") == "s3:TestEvent":
         return _ignored("test-event", str(doc.get("Bucket", "")))
+    if "detail-type" in doc and "detail" in doc:
+        return _eventbridge_event(doc, source)
     records = doc.get("Records")
     if not isinstance(records, list):
         raise MalformedEvent("no Records list: not an S3 event notification")
     events: list[StorageEvent] = []
     ignored: list[Ignored] = []
+    bad: list[BadRecord] = []
     for index, record in enumerate(records):
-        parsed = _s3_record(record, index, source)
+        try:
+            parsed = _s3_record(record, index, source)
+        except MalformedEvent as exc:
+            bad.append(BadRecord(str(exc)))
+            continue
         if isinstance(parsed, Ignored):
             ignored.append(parsed)
         else:
             events.append(parsed)
-    return Notification(tuple(events), tuple(ignored))
+    if bad and not events and not ignored:
+        more = f" (and {len(bad) - 1} more unreadable records)" if len(bad) > 1 else ""
+        raise MalformedEvent(bad[0].error + more)
+    return Notification(tuple(events), tuple(ignored), tuple(bad))
 
 
 # --- GCS through Pub/Sub -----------------------------------------------------------------------
 
 
 def parse_pubsub_message(attributes: Mapping[str, str], data: bytes | str) -> Notification:
-    """A Cloud Storage notification delivered by Pub/Sub (attributes plus JSON_API_V1 data)."""
+    """A Cloud Storage notification delivered by Pub/Sub: attributes plus the object resource
+    as data (payload format JSON_API_V1), or attributes alone (payload format NONE: the event
+    is an UnsizedEvent, whose size the applier reads from storage)."""
     event_type = attributes.get("eventType")
     if not event_type:
         raise MalformedEvent("no eventType attribute: not a Cloud Storage notification")
     if event_type != "OBJECT_FINALIZE":
         return _ignored("not-a-creation", event_type)
     payload_format = attributes.get("payloadFormat", "")
+    if payload_format == "NONE":
+        return _pubsub_without_payload(attributes)
     if payload_format != "JSON_API_V1":
-        # NONE carries no size; the notification must be created with JSON_API_V1.
         return _ignored("unsupported-payload-format", payload_format or "(none)")
     bucket = attributes.get("bucketId")
     name = attributes.get("objectId")
@@ -201,7 +306,6 @@ def parse_pubsub_message(attributes: Mapping[str, str], data: bytes | str) -> No
     when = obj.get("timeCreated") or attributes.get("eventTime")
     if not isinstance(when, str):
         raise MalformedEvent(f"{where}: no eventTime")
-    etag = obj.get("etag")
     return Notification(
         events=(
             _event(
@@ -210,13 +314,76 @@ def parse_pubsub_message(attributes: Mapping[str, str], data: bytes | str) -> No
                 bucket=bucket,
                 key=name,
                 size=_int(obj.get("size", 0), f"{where}: size"),
-                etag=etag if isinstance(etag, str) and etag else None,
+                etag=_text(obj.get("etag")),
                 generation=generation,
                 event_time=_time(when, f"{where}: time"),
                 source=CompletionSource.PUBSUB,
             ),
         )
     )
+
+
+def _pubsub_without_payload(attributes: Mapping[str, str]) -> Notification:
+    bucket = attributes.get("bucketId")
+    name = attributes.get("objectId")
+    if not bucket or not name:
+        raise MalformedEvent("OBJECT_FINALIZE without bucketId or objectId")
+    where = f"gs://{bucket}/{name}"
+    generation_value = attributes.get("objectGeneration")
+    if not generation_value:
+        raise MalformedEvent(f"{where}: no objectGeneration attribute")
+    when = attributes.get("eventTime")
+    if not when:
+        raise MalformedEvent(f"{where}: no eventTime attribute")
+    return Notification(
+        events=(
+            _event(
+                where,
+                UnsizedEvent,
+                uri=join_uri("gs", bucket, name),
+                bucket=bucket,
+                key=name,
+                size=0,
+                generation=_int(generation_value, f"{where}: objectGeneration"),
+                event_time=_time(when, f"{where}: eventTime"),
+                source=CompletionSource.PUBSUB,
+            ),
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PushMessage:
+    """The message of a Pub/Sub push request."""
+
+    subscription: str
+    message_id: str
+    attributes: dict[str, str]
+    data: bytes
+
+
+def read_pubsub_push(body: str | bytes | Mapping[str, Any]) -> PushMessage:
+    """The body Pub/Sub posts to a push endpoint (the default wrapped format):
+    ``{"message": {"attributes", "data" (base64), "messageId", "publishTime"},
+    "subscription"}``. MalformedEvent if it is not one; what the message itself says is
+    parse_pubsub_message's business."""
+    doc = _load_json(body)
+    message = _field(doc, "message", Mapping, "push body")
+    attributes = message.get("attributes") or {}
+    if not isinstance(attributes, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in attributes.items()
+    ):
+        raise MalformedEvent("push body: message.attributes is not a map of strings")
+    data = message.get("data") or ""
+    if not isinstance(data, str):
+        raise MalformedEvent("push body: message.data is not a string")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except binascii.Error:
+        raise MalformedEvent("push body: message.data is not base64") from None
+    message_id = _text(message.get("messageId"), message.get("message_id")) or ""
+    subscription = _text(doc.get("subscription")) or ""
+    return PushMessage(subscription, message_id, dict(attributes), raw)
 
 
 # --- SeaweedFS filer webhook -------------------------------------------------------------------

@@ -9,6 +9,14 @@ server is unreachable gets 503 with Retry-After so the sender retries (MinIO kee
 or, with a spool directory configured, is kept on disk, retried by the watcher and answered
 202 (SeaweedFS 4.48 never retries a failed post: see spool.py). 200 answers carry counts.
 
+* ``POST /events/pubsub``: a Pub/Sub push subscription's requests (Cloud Storage
+  notifications). Authenticated by the same bearer token (header, or ``?token=`` in the push
+  endpoint URL, since Pub/Sub sets no header of one's choosing) or by the OIDC token Pub/Sub
+  signs for the subscription (oidc.py). Pub/Sub redelivers whatever is not answered 2xx, so
+  the answer is 200 only once the completion was applied or deliberately ignored, 503 when
+  it must come again, and 200 (counted as malformed) for a message that can never be read,
+  as the pull source acknowledges one.
+
 * ``GET /healthz``: the process serves requests.
 * ``GET /readyz``: the API server answered recently, every source is connected and the
   watcher is not shutting down; 503 with the failing checks otherwise.
@@ -33,11 +41,19 @@ from aiohttp import web
 from stereo_operator.watcher.apply import Delivery, RetryLater
 from stereo_operator.watcher.config import WebhookConfig
 from stereo_operator.watcher.metrics import WatcherMetrics
+from stereo_operator.watcher.oidc import (
+    CertsUnavailable,
+    InvalidToken,
+    OidcVerifier,
+    looks_like_jwt,
+)
 from stereo_operator.watcher.parsers import (
     MalformedEvent,
     Notification,
+    parse_pubsub_message,
     parse_s3_notification,
     parse_seaweedfs_event,
+    read_pubsub_push,
 )
 from stereo_operator.watcher.spool import Spool, SpoolEntry
 from stereo_types.segment import CompletionSource
@@ -46,6 +62,7 @@ log = logging.getLogger("stereo_operator.watcher.http")
 
 MINIO = CompletionSource.MINIO_WEBHOOK.value
 SEAWEEDFS = CompletionSource.SEAWEEDFS_WEBHOOK.value
+PUBSUB_PUSH = "pubsub-push"  # metric label; the completions say source: pubsub
 
 
 class TokenStore:
@@ -116,6 +133,7 @@ class HttpServer:
         readiness: Callable[[], tuple[bool, dict[str, Any]]],
         spool: Spool | None = None,
         api_reachable: Callable[[], bool] = lambda: True,
+        oidc: OidcVerifier | None = None,
     ) -> None:
         self._config = config
         self._delivery = delivery
@@ -124,6 +142,7 @@ class HttpServer:
         self._readiness = readiness
         self._spool = spool
         self._api_reachable = api_reachable
+        self._oidc = oidc
         self._parsers: dict[str, Callable[[bytes], Notification]] = {}
         self._in_progress: set[Path] = set()
         self._spooled = asyncio.Event()
@@ -148,6 +167,9 @@ class HttpServer:
                 SEAWEEDFS,
                 lambda body: parse_seaweedfs_event(body, buckets_dir),
             )
+        if config.pubsub:
+            self.app.router.add_post("/events/pubsub", self._pubsub_push)
+            self.app.router.add_route("HEAD", "/events/pubsub", self._head)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -195,16 +217,7 @@ class HttpServer:
         parser: Callable[[bytes], Notification],
     ) -> web.Response:
         if self._tokens is None or not self._tokens.check(request.headers.get("Authorization")):
-            self._metrics.errors.labels(source, "unauthorized").inc()
-            log.warning(
-                "webhook request without a valid bearer token",
-                extra={"source": source, "remote": request.remote},
-            )
-            return _json(
-                401,
-                {"error": "unauthorized: a valid bearer token is required"},
-                **{"WWW-Authenticate": 'Bearer realm="stereo-watcher"'},
-            )
+            return self._unauthorized(request, source, "no valid bearer token")
         if self.draining or self._delivery is None:
             return _json(503, {"error": "shutting down; retry"}, **{"Retry-After": "5"})
         try:
@@ -252,6 +265,104 @@ class HttpServer:
         if entry is not None and self._spool is not None:
             await asyncio.to_thread(self._spool.remove, entry)
             self._in_progress.discard(entry.path)
+        summary = report.summary(ignored_records=len(notification.ignored))
+        if notification.malformed:
+            summary["malformed"] = len(notification.malformed)
+        return _json(200, {"received": notification.records, **summary})
+
+    def _unauthorized(self, request: web.Request, source: str, why: str) -> web.Response:
+        self._metrics.errors.labels(source, "unauthorized").inc()
+        log.warning(
+            "webhook request refused: not authenticated",
+            extra={"source": source, "remote": request.remote, "error": why},
+        )
+        return _json(
+            401,
+            {"error": "unauthorized: a valid bearer token is required"},
+            **{"WWW-Authenticate": 'Bearer realm="stereo-watcher"'},
+        )
+
+    # --- Pub/Sub push ----------------------------------------------------------------------
+
+    async def _push_refusal(self, request: web.Request) -> str | None:
+        """Why a push request is not authenticated, or None if it is. Raises
+        CertsUnavailable when an OIDC token cannot be checked now."""
+        header = request.headers.get("Authorization")
+        if self._tokens is not None and self._tokens.configured:
+            if self._tokens.check(header):
+                return None
+            query = request.query.get("token")
+            if query and self._tokens.check(f"Bearer {query}"):
+                return None
+        scheme, _, credential = (header or "").strip().partition(" ")
+        credential = credential.strip()
+        if self._oidc is None:
+            return "no valid bearer token"
+        if scheme.lower() != "bearer" or not looks_like_jwt(credential):
+            return "no valid bearer token and no OIDC token"
+        try:
+            await asyncio.to_thread(self._oidc.verify, credential)
+        except InvalidToken as exc:
+            return f"OIDC token refused: {exc}"
+        return None
+
+    async def _pubsub_push(self, request: web.Request) -> web.Response:
+        source = PUBSUB_PUSH
+        try:
+            refusal = await self._push_refusal(request)
+        except CertsUnavailable as exc:
+            self._metrics.errors.labels(source, "oidc-keys-unavailable").inc()
+            log.warning("cannot check a push request's OIDC token", extra={"error": str(exc)})
+            return _json(
+                503, {"error": "cannot check the token now; retry"}, **{"Retry-After": "5"}
+            )
+        if refusal is not None:
+            return self._unauthorized(request, source, refusal)
+        if self.draining or self._delivery is None:
+            return _json(503, {"error": "shutting down; retry"}, **{"Retry-After": "5"})
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            self._metrics.errors.labels(source, "malformed").inc()
+            return _json(413, {"error": f"body larger than {self._config.max_body_bytes} bytes"})
+        try:
+            push = read_pubsub_push(body)
+        except MalformedEvent as exc:
+            self._metrics.received.labels(source).inc()
+            self._metrics.errors.labels(source, "malformed").inc()
+            log.warning(
+                "malformed push body",
+                extra={
+                    "source": source,
+                    "error": str(exc),
+                    "body": body[:300].decode("utf-8", "replace"),
+                },
+            )
+            return _json(400, {"error": f"malformed body: {exc}"})
+        where = {"subscription": push.subscription, "message_id": push.message_id}
+        try:
+            notification = parse_pubsub_message(push.attributes, push.data)
+        except MalformedEvent as exc:
+            # Pub/Sub would redeliver it for as long as it keeps messages: acknowledge it.
+            self._metrics.received.labels(source).inc()
+            self._metrics.errors.labels(source, "malformed").inc()
+            log.error(
+                "malformed Pub/Sub message acknowledged",
+                extra={"source": source, "error": str(exc), **where},
+            )
+            return _json(200, {"received": 1, "malformed": 1})
+        try:
+            report = await self._delivery.deliver(
+                notification, source, budget=self._config.retry_budget_seconds
+            )
+        except RetryLater as exc:
+            return _json(
+                503, {"error": f"cannot apply now ({exc.reason}); retry"}, **{"Retry-After": "2"}
+            )
+        except Exception:
+            log.exception("unexpected error applying a push message", extra=where)
+            self._metrics.errors.labels(source, "internal").inc()
+            return _json(500, {"error": "internal error"})
         summary = report.summary(ignored_records=len(notification.ignored))
         return _json(200, {"received": notification.records, **summary})
 

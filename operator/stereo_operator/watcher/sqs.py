@@ -1,8 +1,10 @@
-"""S3 event notifications from an SQS queue.
+"""S3 event notifications from an SQS queue: S3's own bodies, SNS envelopes of them, and
+S3 events delivered by EventBridge (parsers.parse_s3_notification reads all three).
 
 Long polls ReceiveMessage (boto3, in worker threads), applies each message's records and
-deletes the message only once every record was applied or deliberately ignored. A message
-that could not be applied is made visible again after a delay that doubles with each
+deletes the message only once every record was applied or deliberately ignored (or can
+never be read: an unreadable record is counted, its message's other records applied). A
+message that could not be applied is made visible again after a delay that doubles with each
 receive (ApproximateReceiveCount), so an unreachable API server is retried with backoff and
 a redrive policy on the queue still sees the failures. A watcher killed mid-way loses
 nothing: the message reappears when its visibility timeout ends.
