@@ -7,7 +7,7 @@ The rules:
   VideoJob UID (else the object belongs to an older incarnation) and name the event's URI as
   its outputUri;
 * the completion is written only when ``should_replace_completion(current, incoming)``
-  (ordering.py: GCS generation, else S3 sequencer, else event time): a duplicate, replay or
+  (stereo_types.segment: GCS generation, else S3 sequencer, else event time): a duplicate, replay or
   older event never changes a recorded completion;
 * an event whose notification did not carry the object's size (UnsizedEvent: Cloud Storage
   payload format NONE) is completed from a read of the notified generation (objects.py),
