@@ -136,26 +136,23 @@ def assemble(
         raise AssembleInputError(f"audio source is missing: {audio}")
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.partial")
+    joined = output.with_name(f".{output.name}.video.mp4")
     concat_list = output.with_name(f".{output.name}.concat.txt")
     offset = plan.audio.offset_seconds if plan.audio is not None and audio is not None else 0.0
-
-    video_delay = -offset if offset < -_OFFSET_EPSILON_S else 0.0
-    inputs = ["-f", "concat", "-safe", "0", "-i", str(concat_list)]
-    outputs = ["-map", "0:v:0", "-c:v", "copy", "-bsf:v", _grid_timestamps(plan, video_delay)]
-    if audio is not None:
-        if offset > _OFFSET_EPSILON_S:
-            inputs += ["-itsoffset", f"{offset:.6f}"]
-        inputs += ["-i", str(audio)]
-        stream = plan.audio.stream_index if plan.audio is not None else 0
-        # Both streams are muxed whole; no -shortest, which would cut the audio.
-        outputs += ["-map", f"1:{stream}", *_audio_codec_args(audio, stream, kind)]
-    if kind is Container.MP4:
-        outputs += ["-movflags", "+faststart"]
-    outputs += ["-f", _MUXERS[kind], str(partial)]
     try:
         concat_list.write_text("".join(_concat_line(p) for p in segment_files), encoding="utf-8")
         progress = ProgressReporter("assemble", plan.frame_count) if show_progress else None
-        run_ffmpeg([*inputs, *outputs], progress=progress)
+        # First the video alone, into mp4: ffmpeg 5.1 writes setts's timestamps into
+        # Matroska without rescaling them, so the final container is a second, plain remux.
+        run_ffmpeg(
+            [
+                *("-f", "concat", "-safe", "0", "-i", str(concat_list)),
+                *("-map", "0:v:0", "-c:v", "copy"),
+                *("-bsf:v", _grid_timestamps(plan), "-f", "mp4", str(joined)),
+            ],
+            progress=progress,
+        )
+        run_ffmpeg(_mux_args(plan, joined, audio, offset, kind, partial))
         frames = count_frames(partial)
         if progress is not None:
             progress.finish(frames)
@@ -164,6 +161,7 @@ def assemble(
         os.replace(partial, output)
     finally:
         partial.unlink(missing_ok=True)
+        joined.unlink(missing_ok=True)
         concat_list.unlink(missing_ok=True)
     return AssembleResult(
         output=output,
@@ -174,15 +172,47 @@ def assemble(
     )
 
 
-def _grid_timestamps(plan: SplitPlan, delay_seconds: float) -> str:
-    """``setts`` filter putting frame N at exactly N / rate (+ delay).
+def _mux_args(
+    plan: SplitPlan,
+    video: Path,
+    audio: Path | str | None,
+    offset: float,
+    kind: Container,
+    target: Path,
+) -> list[str]:
+    """The joined video and the source's audio track, by stream copy, into ``kind``.
+
+    Audio that starts before the video delays the video; audio that starts later is moved.
+    """
+    video_delay = -offset if offset < -_OFFSET_EPSILON_S else 0.0
+    inputs = ["-itsoffset", f"{video_delay:.6f}"] if video_delay else []
+    inputs += ["-i", str(video)]
+    outputs = ["-map", "0:v:0", "-c:v", "copy"]
+    if audio is not None:
+        stream = plan.audio.stream_index if plan.audio is not None else 0
+        source = _audio_source(audio, stream)
+        # ffmpeg already places the track at its start less the file's; move it to where
+        # the (possibly delayed) video needs it.
+        shift = max(offset, 0.0) - source.position
+        if abs(shift) > _OFFSET_EPSILON_S:
+            inputs += ["-itsoffset", f"{shift:.6f}"]
+        inputs += ["-i", str(audio)]
+        # Both streams are muxed whole; no -shortest, which would cut the audio.
+        outputs += ["-map", f"1:{stream}", *_audio_codec_args(source.codec, kind)]
+    if kind is Container.MP4:
+        outputs += ["-movflags", "+faststart"]
+    return [*inputs, *outputs, "-f", _MUXERS[kind], str(target)]
+
+
+def _grid_timestamps(plan: SplitPlan) -> str:
+    """``setts`` filter putting frame N at exactly N / rate.
 
     The concat demuxer offsets each file by its container duration, which mp4
     rounds to milliseconds; at rates like 30000/1001 the error would build up
     over many segments. Without B-frames pts == dts, so one expression sets both.
     """
     rate = plan_rate(plan)
-    return f"setts=ts=(N*{rate.den}/{rate.num}+{delay_seconds:.6f})/TB"
+    return f"setts=ts=N*{rate.den}/{rate.num}/TB"
 
 
 def _concat_line(path: Path) -> str:
@@ -216,8 +246,21 @@ def _segment_stream(path: Path) -> SegmentStream:
     )
 
 
-def _audio_codec_args(audio: Path | str, stream: int, kind: Container) -> list[str]:
-    doc = run_ffprobe_json(["-show_entries", "stream=index,codec_type,codec_name", str(audio)])
+@dataclass(frozen=True)
+class _AudioSource:
+    codec: str | None
+    # Where a plain ffmpeg pass puts the track: its start less the file's start.
+    position: float
+
+
+def _audio_source(audio: Path | str, stream: int) -> _AudioSource:
+    doc = run_ffprobe_json(
+        [
+            "-show_entries",
+            "stream=index,codec_type,codec_name,start_time:format=start_time",
+            str(audio),
+        ]
+    )
     streams = [
         s
         for s in doc.get("streams") or []
@@ -225,7 +268,21 @@ def _audio_codec_args(audio: Path | str, stream: int, kind: Container) -> list[s
     ]
     if not streams:
         raise AssembleInputError(f"no audio stream {stream} in {audio}")
-    codec = streams[0].get("codec_name")
+    file_start = _seconds((doc.get("format") or {}).get("start_time"))
+    return _AudioSource(
+        codec=streams[0].get("codec_name"),
+        position=_seconds(streams[0].get("start_time")) - file_start,
+    )
+
+
+def _seconds(value: object) -> float:
+    try:
+        return float(str(value))
+    except ValueError:
+        return 0.0
+
+
+def _audio_codec_args(codec: str | None, kind: Container) -> list[str]:
     if kind is Container.MP4 and codec not in MP4_AUDIO_CODECS:
         # mp4 cannot carry it (e.g. PCM): the one case where audio is re-encoded.
         return ["-c:a", "aac", "-b:a", "256k"]

@@ -21,6 +21,8 @@ class Packet:
     dts: int | None
     key: bool
     size: int
+    # How long the frame shows, in ticks; None where the container does not say.
+    duration: int | None = None
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class PacketIndex:
 def read_packet_index(url: str, stream_index: int, time_base: Fraction) -> PacketIndex:
     """Scan the packets of stream ``stream_index`` of ``url`` (a path or http URL)."""
     cmd = [FFPROBE, "-v", "error", "-select_streams", str(stream_index)]
-    cmd += ["-show_entries", "packet=pts,dts,size,flags", "-of", "compact=p=0:nk=0", url]
+    cmd += ["-show_entries", "packet=pts,dts,duration,size,flags", "-of", "compact=p=0:nk=0", url]
     try:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     except FileNotFoundError as exc:
@@ -58,7 +60,8 @@ def read_packet_index(url: str, stream_index: int, time_base: Fraction) -> Packe
 
 
 def parse_packet_line(line: str) -> Packet | None:
-    """One ``pts=..|dts=..|size=..|flags=..`` line; None for discarded or untimed packets."""
+    """One ``pts=..|dts=..|duration=..|size=..|flags=..`` line; None for a discarded packet
+    or a line that is not a packet."""
     fields = dict(part.split("=", 1) for part in line.strip().split("|") if "=" in part)
     if "pts" not in fields:
         return None  # side data and other non-packet lines
@@ -70,10 +73,14 @@ def parse_packet_line(line: str) -> Packet | None:
             "the source's video packets carry no presentation timestamps (a raw elementary"
             " stream?); remux it into mp4 or mkv first"
         )
-    dts = fields.get("dts", "N/A")
     return Packet(
         pts=int(fields["pts"]),
-        dts=None if dts == "N/A" else int(dts),
+        dts=_optional_int(fields.get("dts")),
         key="K" in flags,
         size=int(fields.get("size") or 0),
+        duration=_optional_int(fields.get("duration")),
     )
+
+
+def _optional_int(text: str | None) -> int | None:
+    return None if text in (None, "", "N/A") else int(text)

@@ -13,6 +13,7 @@ shows the last frame whose rounded time is at or before it, as ffmpeg's ``fps`` 
 from __future__ import annotations
 
 import bisect
+import itertools
 import json
 import math
 from collections.abc import Sequence
@@ -27,7 +28,7 @@ from stereo_infer.errors import BadInputError
 from stereo_infer.framerate import FrameRate
 from stereo_infer.io import publish_output, scheme_of
 from stereo_infer.packets import Packet, PacketIndex, read_packet_index
-from stereo_infer.probe import MediaInfo, probe, require_decodable_frame
+from stereo_infer.probe import MediaInfo, first_frame_pts, probe
 from stereo_infer.source import open_source
 from stereo_infer.targets import PlanTargets
 from stereo_types.plan import (
@@ -48,8 +49,9 @@ class Grid:
     # slot_of[i]: the grid slot source frame i (presentation order) rounds to; None when the
     # frames are the grid (constant rate): frame i is slot i.
     slot_of: tuple[int, ...] | None = None
-    # The first frame's pts and slot on the rate filter's absolute grid (variable rate only).
-    origin_pts: int = 0
+    # Variable rate only: the pts that is time zero (the file's start, which a single pass
+    # subtracts), and the first frame's slot counted from there.
+    zero_pts: int = 0
     origin_slot: int = 0
 
     def frame_at(self, slot: int) -> int:
@@ -73,23 +75,24 @@ def constant_grid(frames: Sequence[Packet]) -> Grid:
 
 
 def variable_grid(
-    frames: Sequence[Packet], time_base: Fraction, rate: FrameRate, duration: float
+    frames: Sequence[Packet], time_base: Fraction, rate: FrameRate, zero_pts: int, end_pts: int
 ) -> Grid:
     """The slots a rate filter at ``rate`` fills from frames with these timestamps.
 
-    Like ffmpeg's ``fps`` filter, it rounds the first frame's time, then every frame's
-    distance from the first (not each time on its own: the two differ at halves).
+    As one pass of ffmpeg's ``fps`` filter over the source: each frame's time from the
+    file's start (``zero_pts``) is rounded to a slot, halves away from zero; output starts at
+    the first frame's slot and ends at the stream's end (``end_pts``) rounded, so a last
+    frame that rounds to the end is never shown.
     """
     per_tick = time_base * rate.fraction
-    origin_pts = frames[0].pts
-    slot_of = tuple(_round_half_up((f.pts - origin_pts) * per_tick) for f in frames)
-    # As many slots as the source lasts (the filter repeats the last frame to its end).
-    slots = max(rate.frames_in(duration), slot_of[-1] + 1)
+    absolute = [_round_half_up((f.pts - zero_pts) * per_tick) for f in frames]
+    origin = absolute[0]
+    end = _round_half_up((end_pts - zero_pts) * per_tick)
     return Grid(
-        slots=slots,
-        slot_of=slot_of,
-        origin_pts=origin_pts,
-        origin_slot=_round_half_up(origin_pts * per_tick),
+        slots=max(1, end - origin),
+        slot_of=tuple(a - origin for a in absolute),
+        zero_pts=zero_pts,
+        origin_slot=origin,
     )
 
 
@@ -138,8 +141,9 @@ def plan_windows(
             grid=None
             if grid.slot_of is None
             else GridTiming(
-                origin_pts=grid.origin_pts,
-                origin_slot=grid.origin_slot,
+                rate_num=rate.num,
+                rate_den=rate.den,
+                zero_pts=grid.zero_pts,
                 start_slot=grid.origin_slot + roll_start,
             ),
             lead_frames=first - decode_from,
@@ -166,8 +170,12 @@ def plan_source(
         info = probe(source.url, count=False)
         video = info.video
         index = read_packet_index(source.url, video.index, video.time_base)
-        require_decodable_frame(source.url, video.index)
-        plan = make_plan(source_uri, source.size, info, index, targets, segment_seconds, pre_roll)
+        # Decodes one frame: proves the stream decodes, and tells where a single pass puts
+        # time zero (the grid of a variable-rate source counts from there).
+        shown = first_frame_pts(source.url, video.index)
+        plan = make_plan(
+            source_uri, source.size, info, index, targets, segment_seconds, pre_roll, shown
+        )
     with TemporaryDirectory(prefix="stereo-plan-", dir=work_dir) as tmp:
         plan_file = Path(tmp) / PLAN_FILE
         plan_file.write_text(json.dumps(plan.to_wire(), indent=1) + "\n", encoding="utf-8")
@@ -183,13 +191,21 @@ def make_plan(
     targets: PlanTargets,
     segment_seconds: float,
     pre_roll: int,
+    first_shown_pts: int = 0,
 ) -> SplitPlan:
+    """The plan (pure). ``first_shown_pts``: the timestamp one ffmpeg pass gives the first
+    frame; a variable-rate grid counts time from that pass's zero."""
     video = info.video
-    rate = video.frame_rate
     frames = index.frames()
-    duration = _duration(frames, index.time_base, video.duration_seconds)
-    if video.variable_frame_rate:
-        grid = variable_grid(frames, index.time_base, rate, duration)
+    tb = index.time_base
+    end_pts = _end_pts(frames, tb, video.start_time + video.duration_seconds)
+    variable = video.variable_frame_rate or not evenly_spaced(frames)
+    rate = video.frame_rate
+    if variable and not video.variable_frame_rate:
+        # The container claims a constant rate (MPEG-TS does) that the timestamps deny.
+        rate = FrameRate.from_fraction(len(frames) / ((end_pts - frames[0].pts) * tb)).snapped()
+    if variable:
+        grid = variable_grid(frames, tb, rate, frames[0].pts - first_shown_pts, end_pts)
     else:
         grid = constant_grid(frames)
     s = segment_frame_count(segment_seconds, rate)
@@ -229,7 +245,7 @@ def make_plan(
         segment_seconds=segment_seconds,
         segment_frames=s,
         pre_roll_frames=pre_roll,
-        normalised_variable_rate=video.variable_frame_rate,
+        normalised_variable_rate=variable,
         hdr=video.hdr,
         keyframes=len(index.keyframes()),
         lead_frames=sum(w.lead_frames for _, w in windows),
@@ -270,11 +286,24 @@ def _seek_seconds(key: Packet, index: PacketIndex, start_time: float) -> float:
     return max(0.0, math.floor((float(moment) - start_time) * 1e6) / 1e6)
 
 
-def _duration(frames: Sequence[Packet], time_base: Fraction, probed: float) -> float:
-    """The stream's length: from its first frame to the end of its last (the probed duration
-    when the packets do not say more)."""
-    span = float((frames[-1].pts - frames[0].pts) * time_base)
-    return max(probed, span)
+def evenly_spaced(frames: Sequence[Packet]) -> bool:
+    """Whether the frames' timestamps step evenly (one tick of jitter allowed: millisecond
+    time bases round 1/30 s to 33 and 34)."""
+    steps = {b.pts - a.pts for a, b in itertools.pairwise(frames)}
+    return not steps or max(steps) - min(steps) <= 1
+
+
+def _end_pts(frames: Sequence[Packet], time_base: Fraction, probed_end: float) -> int:
+    """Where the stream ends: its last frame's end, from the packet's duration, else from
+    the probed duration, else one typical step after the last frame."""
+    last = frames[-1]
+    if last.duration:
+        return last.pts + last.duration
+    probed = _round_half_up(Fraction(probed_end).limit_denominator(10**6) / time_base)
+    if probed > last.pts:
+        return probed
+    step = frames[-1].pts - frames[-2].pts if len(frames) > 1 else 1
+    return last.pts + max(1, step)
 
 
 def _prefix_sums(frames: Sequence[Packet]) -> list[int]:

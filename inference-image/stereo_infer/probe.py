@@ -5,17 +5,21 @@ The source may be a local path or the http URL of ``stereo_infer.source``. With
 store its frame count, so it costs a few range reads however long the film.
 """
 
+import re
+import subprocess
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from stereo_infer.errors import ProbeError, StereoInferError, TransientError
-from stereo_infer.ffmpeg import run_ffprobe_json
+from stereo_infer.errors import ProbeError, StereoInferError, ToolMissingError, TransientError
+from stereo_infer.ffmpeg import FFMPEG, classify_failure, run_ffprobe_json
 from stereo_infer.framerate import FrameRate
 
 HDR_TRANSFERS = frozenset({"smpte2084", "arib-std-b67"})  # PQ and HLG
+# showinfo's line for a frame: "... n:   0 pts:   1234 pts_time:..."
+_SHOWN_PTS = re.compile(r"\bn:\s*0\s+pts:\s*(-?\d+)")
 
 
 class StreamSummary(BaseModel):
@@ -106,7 +110,7 @@ def probe(path: Path | str, *, count: bool = True) -> MediaInfo:
     fmt = doc.get("format") or {}
     if count:
         # A header-only probe serves a source already planned, whose frames were checked.
-        require_decodable_frame(source, int(video["index"]))
+        first_frame_pts(source, int(video["index"]))
     return MediaInfo(
         path=str(source),
         container=str(fmt.get("format_name") or "unknown"),
@@ -150,21 +154,26 @@ def _first_video_stream(streams: list[dict[str, Any]]) -> dict[str, Any] | None:
     return None
 
 
-def require_decodable_frame(source: Path | str, index: int) -> None:
-    doc = _ffprobe(
-        [
-            "-select_streams",
-            str(index),
-            "-read_intervals",
-            "%+#1",
-            "-show_entries",
-            "frame=pict_type",
-            str(source),
-        ],
-        source,
-    )
-    if not doc.get("frames"):
+def first_frame_pts(source: Path | str, index: int) -> int:
+    """The timestamp ffmpeg gives the first decoded frame of stream ``index`` in one pass
+    over ``source`` (after its own start-time offset); ProbeError when none decodes.
+
+    ffmpeg itself decodes, so packets an edit list discards are skipped as in any pass.
+    """
+    cmd = [FFMPEG, "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info", "-i", str(source)]
+    cmd += ["-map", f"0:{index}", "-frames:v", "1", "-vf", "showinfo", "-f", "null", "-"]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    except FileNotFoundError as exc:
+        raise ToolMissingError(f"{FFMPEG} is not installed") from exc
+    if done.returncode != 0:
+        raise ProbeError(
+            f"cannot read {source}: {classify_failure(FFMPEG, done.returncode, done.stderr)}"
+        )
+    found = _SHOWN_PTS.search(done.stderr)
+    if found is None:
         raise ProbeError(f"no decodable video frame in {source}")
+    return int(found.group(1))
 
 
 def _video_info(

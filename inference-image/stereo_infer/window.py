@@ -38,6 +38,11 @@ class SegmentInput:
 
     @property
     def rate(self) -> FrameRate:
+        """The output's constant rate: the grid's for a normalised variable-rate window (a
+        container may claim a constant rate its timestamps deny), else the source's."""
+        grid = self.window.grid if self.window is not None else None
+        if grid is not None:
+            return FrameRate(num=grid.rate_num, den=grid.rate_den)
         return self.video.frame_rate
 
     @property
@@ -92,18 +97,19 @@ def window_filters(window: SourceWindow, rate: FrameRate) -> list[str]:
 def grid_filters(window: SourceWindow, grid: GridTiming, rate: FrameRate) -> list[str]:
     """Put a variable-rate window on the output grid exactly as one pass over the source would.
 
-    ffmpeg's rate filter rounds each frame's distance from the *first frame it sees*, so a
-    window starting elsewhere could round a half the other way. Instead each frame is first
-    stamped with its own slot, counted from the source's first frame in integers (a time
-    base fine enough to hold both the source's ticks and the output's slots exactly); the
-    rate filter then only repeats and drops, with no rounding left to differ.
+    ffmpeg's rate filter rounds each frame's time as it sees it: a single pass sees times
+    from the file's start, a window its raw timestamps (``-copyts``), and the two can round
+    a half differently. So each frame is first stamped with its own slot, counted from the
+    file's start in integers (a time base fine enough to hold both the source's ticks and
+    the output's slots exactly); the rate filter then only repeats and drops, with no
+    rounding left to differ.
     """
     time_base = Fraction(window.time_base_num, window.time_base_den)
     ticks = math.lcm(time_base.denominator, rate.num)  # per second
     per_slot = ticks * rate.den // rate.num
-    origin = grid.origin_pts * time_base.numerator * (ticks // time_base.denominator)
-    # slot = origin_slot + round((pts - origin) / per_slot), halves up, in exact integers.
-    slot = f"({grid.origin_slot}+floor((2*(PTS-{origin})+{per_slot})/{2 * per_slot}))"
+    zero = grid.zero_pts * time_base.numerator * (ticks // time_base.denominator)
+    # slot = round((pts - zero) / per_slot), halves up, in exact integers.
+    slot = f"floor((2*(PTS-{zero})+{per_slot})/{2 * per_slot})"
     start = Fraction(grid.start_slot) / rate.fraction
     return [
         f"settb=1/{ticks}",

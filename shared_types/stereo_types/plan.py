@@ -24,16 +24,18 @@ class GridTiming(StatusModel):
     """How a variable-rate source's frames fall on the constant-rate output grid.
 
     As ffmpeg's rate filter does in one pass over the source: a frame's slot is
-    `origin_slot + round((pts - origin_pts) * time_base * rate)` (halves away from zero), and
-    each slot shows the last frame whose slot is at or before it.
+    `round((pts - zero_pts) * time_base * rate)` (halves away from zero), and each slot shows
+    the last frame whose slot is at or before it.
     """
 
-    origin_pts: int
-    """The source's first frame."""
-    origin_slot: int
-    """That frame's slot: its time at the output rate, rounded."""
+    rate_num: int = Field(ge=1)
+    """The output grid's rate, rate_num/rate_den (the plan's fps_num/fps_den)."""
+    rate_den: int = Field(ge=1)
+    """Denominator of the output grid's rate."""
+    zero_pts: int
+    """Time zero in the stream's ticks: where a single ffmpeg pass starts its clock."""
     start_slot: int
-    """The window's first output slot (absolute, as origin_slot)."""
+    """The window's first output slot, counted from time zero."""
 
 
 class SourceWindow(StatusModel):

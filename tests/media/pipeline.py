@@ -49,7 +49,8 @@ def _frame_hashes(
     out = subprocess.run(
         [*args, "-f", "framemd5", "-"], check=True, capture_output=True, text=True
     ).stdout
-    return tuple(line.rsplit(",", 1)[1].strip() for line in out.splitlines() if line[:1] != "#")
+    # stream, dts, pts, duration, size, hash[, side data...]: the frame's own hash.
+    return tuple(line.split(",")[5].strip() for line in out.splitlines() if line[:1] != "#")
 
 
 def single_pass_hashes(source: Path, plan: SplitPlan, *, pix_fmt: str | None = None) -> list[str]:

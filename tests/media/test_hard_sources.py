@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from stereo_infer.assemble import Container
-from stereo_infer.errors import ProbeError
 from stereo_infer.probe import probe
 from stereo_types.plan import SplitPlan
 from tests.media.pipeline import (
@@ -214,13 +213,6 @@ def test_audio_before_video_in_the_stream_order(
     assert probe(result.output).audio is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ProbeError,
-    reason="product bug: probe's decodable-frame check reads one packet (-read_intervals"
-    " %+#1); an mp4 cut by stream copy starts with packets its edit list discards, so the"
-    " check finds no frame and the source is refused",
-)
 @pytest.mark.parametrize("pre_roll", [5])
 def test_mp4_cut_by_stream_copy(
     make_video: MakeVideo,

@@ -156,69 +156,60 @@ def test_negative_pre_roll_is_bad_input() -> None:
 def test_variable_grid_rounds_halves_away_from_zero() -> None:
     # 50 Hz ticks onto a 25 fps grid: odd ticks fall on halves, and round up.
     index = make_index(Fraction(1, 50), [(p, p == 0) for p in (0, 1, 2, 3, 5, 8)])
-    grid = variable_grid(index.frames(), index.time_base, FrameRate(num=25, den=1), 0.2)
+    grid = variable_grid(index.frames(), index.time_base, FrameRate(num=25, den=1), 0, 10)
     assert grid.slot_of == (0, 1, 1, 2, 3, 4)
     assert grid.slots == 5
     # Each slot shows the last frame rounding to it: frame 1 (tick 1) is never shown.
     assert [grid.frame_at(slot) for slot in range(grid.slots)] == [0, 2, 3, 4, 5]
 
 
-def test_variable_grid_counts_slots_from_the_first_frame() -> None:
-    # The first frame at 0.2 s is slot 5 of the absolute grid; the others count from it.
+def test_variable_grid_counts_slots_from_the_files_start() -> None:
+    # The first frame at 0.2 s is slot 5 from the file's start; output starts there.
     index = make_index(Fraction(1, 50), [(p, p == 10) for p in (10, 11, 13, 16)])
-    grid = variable_grid(index.frames(), index.time_base, FrameRate(num=25, den=1), 0.14)
-    assert (grid.origin_pts, grid.origin_slot) == (10, 5)
-    assert grid.slot_of == (0, 1, 2, 3)
-    # A negative first timestamp on a half rounds away from zero too.
+    rate = FrameRate(num=25, den=1)
+    grid = variable_grid(index.frames(), index.time_base, rate, 0, 18)
+    assert (grid.zero_pts, grid.origin_slot) == (0, 5)
+    assert grid.slot_of == (0, 1, 2, 3) and grid.slots == 4
+    # A file that starts a tick later moves every frame half a slot: other rounding.
+    later = variable_grid(index.frames(), index.time_base, rate, 1, 18)
+    assert later.slot_of == (0, 0, 1, 3)
+    # A negative timestamp on a half rounds away from zero too.
     early = make_index(Fraction(1, 50), [(p, p == -1) for p in (-1, 1)])
-    assert variable_grid(early.frames(), early.time_base, FrameRate(num=25, den=1), 0.04) == (
-        Grid(slots=2, slot_of=(0, 1), origin_pts=-1, origin_slot=-1)
+    assert variable_grid(early.frames(), early.time_base, rate, 0, 2) == (
+        Grid(slots=2, slot_of=(0, 2), zero_pts=0, origin_slot=-1)
     )
 
 
 def test_variable_grid_windows_start_on_their_slot_and_see_the_next_frame() -> None:
     index = make_index(Fraction(1, 50), [(p, p == 0) for p in (0, 1, 2, 3, 5, 8)])
     rate = FrameRate(num=25, den=1)
-    grid = variable_grid(index.frames(), index.time_base, rate, 0.2)
+    grid = variable_grid(index.frames(), index.time_base, rate, 0, 10)
     planned = windows(index, 2, pre_roll=1, grid=grid, rate=rate)
     assert [start for start, _ in planned] == [0, 2, 4]
     timings = [w.grid for _, w in planned]
     assert timings == [
-        GridTiming(origin_pts=0, origin_slot=0, start_slot=0),
-        GridTiming(origin_pts=0, origin_slot=0, start_slot=1),
-        GridTiming(origin_pts=0, origin_slot=0, start_slot=3),
+        GridTiming(rate_num=25, rate_den=1, zero_pts=0, start_slot=0),
+        GridTiming(rate_num=25, rate_den=1, zero_pts=0, start_slot=1),
+        GridTiming(rate_num=25, rate_den=1, zero_pts=0, start_slot=3),
     ]
     # Slot 1 shows frame 2 (tick 2); the rate filter decides the last slot by the frame
     # after it, so a window keeps one frame more (but never past the last).
     assert [(w.first_pts, w.last_pts) for _, w in planned] == [(0, 3), (2, 8), (5, 8)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="product bug: ffmpeg's fps filter rounds each frame's own time (from the file's"
-    " start), not its distance from the first frame; they differ when the first frame is"
-    " off the output grid",
-)
 def test_variable_grid_rounds_like_ffmpeg_when_the_first_frame_is_off_the_grid() -> None:
     # Frames at 0.5, 1.0 and 1.5 slots: ffmpeg rounds them to 1, 1 and 2, so the first
     # output slot (1) shows the second frame and the first is never shown.
     index = make_index(Fraction(1, 50), [(p, p == 1) for p in (1, 2, 3)])
-    grid = variable_grid(index.frames(), index.time_base, FrameRate(num=25, den=1), 0.08)
+    grid = variable_grid(index.frames(), index.time_base, FrameRate(num=25, den=1), 0, 4)
     assert grid.origin_slot == 1
     assert grid.frame_at(0) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="product bug: the grid gets a slot for a last frame that rounds to the end of the"
-    " stream, which ffmpeg's fps filter never shows",
-)
 def test_variable_grid_ends_where_the_stream_ends() -> None:
     # Frames at 0, 1, 2 and 2.5 slots; the last lasts 0.5 slot, so the stream ends at slot 3.
     index = make_index(Fraction(1, 100), [(p, p == 0) for p in (0, 4, 8, 10)])
-    grid = variable_grid(index.frames(), index.time_base, FrameRate(num=25, den=1), 0.12)
+    grid = variable_grid(index.frames(), index.time_base, FrameRate(num=25, den=1), 0, 12)
     assert grid.slots == 3
 
 

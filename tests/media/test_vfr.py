@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from stereo_infer.errors import MediaError
 from stereo_infer.framerate import FrameRate, plan_rate
 from stereo_infer.io import local_path
 from stereo_infer.probe import probe
@@ -121,13 +120,6 @@ def test_frames_on_halves_of_the_grid(
     assert_constant_rate(result.output, FrameRate(num=25, den=1), pts)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="product bug: ffmpeg's fps filter rounds each frame's own time, not its distance"
-    " from the first frame; with the video 24 ms (0.6 slot) after the audio the first slot"
-    " shows the second frame in one pass, the first in the plan's window",
-)
 def test_frames_on_halves_of_the_grid_when_the_first_frame_is_off_it(
     make_video: MakeVideo, plan: Plan, hashes: Hashes, tmp_path: Path
 ) -> None:
@@ -139,12 +131,6 @@ def test_frames_on_halves_of_the_grid_when_the_first_frame_is_off_it(
     assert hashes(local_path(first.output_uri)) == single[: first.frame_count]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(MediaError, AssertionError),
-    reason="product bug: the plan gives the last frame a slot of its own when it rounds to"
-    " the end of the stream; one fps pass never shows it, and the last window falls short",
-)
 def test_last_frame_rounding_to_the_end_of_the_stream(
     make_video: MakeVideo, roundtrip: Roundtrip, hashes: Hashes
 ) -> None:
@@ -179,12 +165,6 @@ def test_jittered_mpeg_ts(
     assert_constant_rate(result.output, FrameRate(num=30, den=1), pts)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="product bug: MPEG-TS reports avg_frame_rate == r_frame_rate, so probe never sees"
-    " a variable rate there; 51 frames of a 2 s source are played at 30 fps (1.7 s)",
-)
 def test_mpeg_ts_with_dropped_frames_is_normalised(
     make_video: MakeVideo, plan: Plan, roundtrip: Roundtrip, hashes: Hashes, tmp_path: Path
 ) -> None:
