@@ -68,7 +68,7 @@ def test_values_reach_the_media_jobs_only(helm: Helm) -> None:
     config = _config(helm, "media")
     for manifest in (
         jobs.split_job(REF, spec(), ROOT, config),
-        jobs.assemble_job(REF, spec(), ROOT, "s3://b/o.mp4", config),
+        jobs.assemble_job(REF, spec(), ROOT, "s3://b/o.mp4", config, segment_bytes=1 << 30),
     ):
         _assert_applied(manifest["spec"]["template"]["spec"])
     _assert_untouched(_inference_pod(config))

@@ -115,7 +115,12 @@ class FakeNode:
 
     def _report_ready(self) -> None:
         now = _now()
-        amounts = {"cpu": "1000", "memory": "1000Gi", "pods": "20000"}
+        amounts = {
+            "cpu": "1000",
+            "memory": "1000Gi",
+            "pods": "20000",
+            "ephemeral-storage": "1000Ti",
+        }
         self.core.patch_node_status(
             self.name,
             {
