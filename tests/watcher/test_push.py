@@ -166,8 +166,10 @@ def test_oidc_token_of_the_push_account_is_accepted_and_keys_are_cached(
         ("unverified email", {"email_verified": False}),
         ("no email", {"email": None}),
         ("other issuer", {"iss": "https://evil.example.com"}),
-        ("expired", {"exp": int(time.time()) - 600, "iat": int(time.time()) - 4200}),
-        ("issued in the future", {"iat": int(time.time()) + 600}),
+        # Times as seconds from the moment the test runs ("_in"), not from collection: a
+        # long suite runs this test many minutes after collecting it.
+        ("expired", {"exp_in": -600, "iat_in": -4200}),
+        ("issued in the future", {"iat_in": 600}),
         ("forged signature", {"signed_by": "forger"}),
         ("unpublished key", {"kid": "key-unknown"}),
     ],
@@ -178,6 +180,11 @@ def test_oidc_tokens_that_must_be_refused(
     keys.add("forger", publish=False)
     keys.add("key-unknown", publish=False)
     kid = claims.pop("kid", "key-1")
+    now = int(time.time())
+    claims = {
+        name.removesuffix("_in"): now + value if name.endswith("_in") else value
+        for name, value in claims.items()
+    }
 
     async def run() -> tuple[int, dict[str, Any], float]:
         async with push_endpoint(tmp_path, _oidc(keys), token=None) as push:
