@@ -44,7 +44,8 @@ class PacketIndex:
 def read_packet_index(url: str, stream_index: int, time_base: Fraction) -> PacketIndex:
     """Scan the packets of stream ``stream_index`` of ``url`` (a path or http URL)."""
     cmd = [FFPROBE, "-v", "error", "-select_streams", str(stream_index)]
-    cmd += ["-show_entries", "packet=pts,dts,duration,size,flags", "-of", "compact=p=0:nk=0", url]
+    # csv in ffprobe's own field order: pts,dts,duration,size,flags (cheap to split).
+    cmd += ["-show_entries", "packet=pts,dts,duration,size,flags", "-of", "csv=p=0", url]
     try:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     except FileNotFoundError as exc:
@@ -60,26 +61,30 @@ def read_packet_index(url: str, stream_index: int, time_base: Fraction) -> Packe
 
 
 def parse_packet_line(line: str) -> Packet | None:
-    """One ``pts=..|dts=..|duration=..|size=..|flags=..`` line; None for a discarded packet
-    or a line that is not a packet."""
-    fields = dict(part.split("=", 1) for part in line.strip().split("|") if "=" in part)
-    if "pts" not in fields:
-        return None  # side data and other non-packet lines
-    flags = fields.get("flags", "")
+    """One ``pts,dts,duration,size,flags`` line; None for a discarded packet or a line that
+    is not a packet (blank lines, side data)."""
+    fields = line.strip().split(",")
+    if len(fields) < 5 or not _is_timestamp(fields[0]):
+        return None
+    pts, dts, duration, size, flags = fields[:5]
     if "D" in flags:
         return None  # outside the edit list: the decoder drops it too
-    if fields["pts"] == "N/A":
+    if pts == "N/A":
         raise BadInputError(
             "the source's video packets carry no presentation timestamps (a raw elementary"
             " stream?); remux it into mp4 or mkv first"
         )
     return Packet(
-        pts=int(fields["pts"]),
-        dts=_optional_int(fields.get("dts")),
+        pts=int(pts),
+        dts=_optional_int(dts),
         key="K" in flags,
-        size=int(fields.get("size") or 0),
-        duration=_optional_int(fields.get("duration")),
+        size=int(size or 0),
+        duration=_optional_int(duration),
     )
+
+
+def _is_timestamp(text: str) -> bool:
+    return text == "N/A" or text.lstrip("-").isdigit()
 
 
 def _optional_int(text: str | None) -> int | None:

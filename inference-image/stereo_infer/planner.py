@@ -17,6 +17,7 @@ import itertools
 import json
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -169,10 +170,12 @@ def plan_source(
     with open_source(uri) as source:
         info = probe(source.url, count=False)
         video = info.video
-        index = read_packet_index(source.url, video.index, video.time_base)
-        # Decodes one frame: proves the stream decodes, and tells where a single pass puts
-        # time zero (the grid of a variable-rate source counts from there).
-        shown = first_frame_pts(source.url, video.index)
+        # Beside the scan, one frame is decoded: it proves the stream decodes, and tells where
+        # a single ffmpeg pass puts time zero (a variable-rate grid counts from there).
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            first = pool.submit(first_frame_pts, source.url, video.index)
+            index = read_packet_index(source.url, video.index, video.time_base)
+            shown = first.result()
         plan = make_plan(
             source_uri, source.size, info, index, targets, segment_seconds, pre_roll, shown
         )

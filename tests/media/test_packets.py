@@ -14,11 +14,12 @@ from stereo_infer.probe import probe
 @pytest.mark.parametrize(
     ("line", "packet"),
     [
-        ("pts=0|dts=-1024|size=4418|flags=K_\n", Packet(0, -1024, True, 4418)),
-        ("pts=2048|dts=-512|size=1639|flags=__", Packet(2048, -512, False, 1639)),
-        # No decode timestamp (some demuxers), no size: still a frame.
-        ("pts=512|dts=N/A|size=|flags=__", Packet(512, None, False, 0)),
-        ("pts=7|dts=7|flags=K_", Packet(7, 7, True, 0)),
+        ("0,-1024,512,4418,K_\n", Packet(0, -1024, True, 4418, 512)),
+        ("2048,-512,512,1639,__", Packet(2048, -512, False, 1639, 512)),
+        # No decode timestamp or duration (some demuxers), no size: still a frame.
+        ("512,N/A,N/A,,__", Packet(512, None, False, 0)),
+        # MPEG-TS lines end in an empty side-data column.
+        ("132000,126000,3000,4473,K_,", Packet(132000, 126000, True, 4473, 3000)),
     ],
 )
 def test_packet_lines(line: str, packet: Packet) -> None:
@@ -29,11 +30,11 @@ def test_packet_lines(line: str, packet: Packet) -> None:
     "line",
     [
         # Outside the edit list: the decoder drops these too.
-        "pts=-7680|dts=-8704|size=4451|flags=KD",
-        "pts=-5632|dts=-8192|size=897|flags=_D",
+        "-7680,-8704,512,4451,KD",
+        "-5632,-8192,512,897,_D",
         # Side data and other lines that are not packets.
-        "side_data_type=H.26[45] User Data Unregistered SEI message",
-        "side_data|side_data_type=Display Matrix|rotation=-90",
+        "side_data,H.26[45] User Data Unregistered SEI message",
+        "Display Matrix,-90",
         "",
         "\n",
     ],
@@ -44,7 +45,7 @@ def test_lines_that_are_not_frames(line: str) -> None:
 
 def test_packets_without_presentation_timestamps_are_bad_input() -> None:
     with pytest.raises(BadInputError, match=r"no presentation timestamps .* remux it"):
-        parse_packet_line("pts=N/A|dts=N/A|size=4451|flags=K_")
+        parse_packet_line("N/A,N/A,N/A,4451,K_")
 
 
 def test_frames_and_keyframes_come_in_presentation_order() -> None:
