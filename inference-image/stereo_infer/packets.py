@@ -41,9 +41,15 @@ class PacketIndex:
         return sorted((p for p in self.packets if p.key), key=lambda p: p.pts)
 
 
-def read_packet_index(url: str, stream_index: int, time_base: Fraction) -> PacketIndex:
-    """Scan the packets of stream ``stream_index`` of ``url`` (a path or http URL)."""
-    cmd = [FFPROBE, "-v", "error", "-select_streams", str(stream_index)]
+def read_packet_index(url: str, stream: int | str, time_base: Fraction) -> PacketIndex:
+    """Scan the packets of ``stream`` (an index or a specifier such as ``v:0``) of ``url``
+    (a path or http URL)."""
+    return PacketIndex(time_base=time_base, packets=scan_packets(url, stream))
+
+
+def scan_packets(url: str, stream: int | str) -> tuple[Packet, ...]:
+    """The packets of ``stream`` in decode order (see ``read_packet_index``)."""
+    cmd = [FFPROBE, "-v", "error", "-select_streams", str(stream)]
     # csv in ffprobe's own field order: pts,dts,duration,size,flags (cheap to split).
     cmd += ["-show_entries", "packet=pts,dts,duration,size,flags", "-of", "csv=p=0", url]
     try:
@@ -57,7 +63,7 @@ def read_packet_index(url: str, stream_index: int, time_base: Fraction) -> Packe
         raise classify_failure(FFPROBE, proc.returncode, stderr)
     if not packets:
         raise ProbeError(f"no video packets with timestamps in {url}")
-    return PacketIndex(time_base=time_base, packets=tuple(packets))
+    return tuple(packets)
 
 
 def parse_packet_line(line: str) -> Packet | None:

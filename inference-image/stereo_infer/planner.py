@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from stereo_infer.errors import BadInputError
 from stereo_infer.framerate import FrameRate
 from stereo_infer.io import publish_output, scheme_of
-from stereo_infer.packets import Packet, PacketIndex, read_packet_index
+from stereo_infer.packets import Packet, PacketIndex, scan_packets
 from stereo_infer.probe import MediaInfo, first_frame_pts, probe
 from stereo_infer.source import open_source
 from stereo_infer.targets import PlanTargets
@@ -40,6 +40,9 @@ from stereo_types.plan import (
     SourceWindow,
     SplitPlan,
 )
+
+# ffmpeg's specifier of a file's first video stream.
+FIRST_VIDEO = "v:0"
 
 
 @dataclass(frozen=True)
@@ -167,15 +170,20 @@ def plan_source(
         raise BadInputError(f"pre-roll must be zero or more frames: {pre_roll}")
     # Segments name the source as a URI; a plain path becomes file://.
     source_uri = Path(uri).resolve().as_uri() if scheme_of(uri) == "" else uri
-    with open_source(uri) as source:
+    with open_source(uri) as source, ThreadPoolExecutor(max_workers=2) as pool:
+        # The packet scan and a one-frame decode (it proves the stream decodes, and tells
+        # where a single ffmpeg pass puts time zero, which a variable-rate grid counts
+        # from) run beside the probe, on the first video stream.
+        scan = pool.submit(scan_packets, source.url, FIRST_VIDEO)
+        first = pool.submit(first_frame_pts, source.url, FIRST_VIDEO)
         info = probe(source.url, count=False)
         video = info.video
-        # Beside the scan, one frame is decoded: it proves the stream decodes, and tells where
-        # a single ffmpeg pass puts time zero (a variable-rate grid counts from there).
-        with ThreadPoolExecutor(max_workers=1) as pool:
+        if video.index != _first_video_stream(info):
+            # The first video stream is cover art: the probe chose another one.
+            scan = pool.submit(scan_packets, source.url, video.index)
             first = pool.submit(first_frame_pts, source.url, video.index)
-            index = read_packet_index(source.url, video.index, video.time_base)
-            shown = first.result()
+        index = PacketIndex(time_base=video.time_base, packets=scan.result())
+        shown = first.result()
         plan = make_plan(
             source_uri, source.size, info, index, targets, segment_seconds, pre_roll, shown
         )
@@ -184,6 +192,10 @@ def plan_source(
         plan_file.write_text(json.dumps(plan.to_wire(), indent=1) + "\n", encoding="utf-8")
         publish_output(plan_file, targets.plan)
     return plan
+
+
+def _first_video_stream(info: MediaInfo) -> int:
+    return next(s.index for s in info.streams if s.type == "video")
 
 
 def make_plan(

@@ -154,14 +154,15 @@ def _first_video_stream(streams: list[dict[str, Any]]) -> dict[str, Any] | None:
     return None
 
 
-def first_frame_pts(source: Path | str, index: int) -> int:
-    """The timestamp ffmpeg gives the first decoded frame of stream ``index`` in one pass
+def first_frame_pts(source: Path | str, stream: int | str) -> int:
+    """The timestamp ffmpeg gives the first decoded frame of ``stream`` (an index or a
+    specifier such as ``v:0``) in one pass
     over ``source`` (after its own start-time offset); ProbeError when none decodes.
 
     ffmpeg itself decodes, so packets an edit list discards are skipped as in any pass.
     """
     cmd = [FFMPEG, "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info", "-i", str(source)]
-    cmd += ["-map", f"0:{index}", "-frames:v", "1", "-vf", "showinfo", "-f", "null", "-"]
+    cmd += ["-map", f"0:{stream}", "-frames:v", "1", "-vf", "showinfo", "-f", "null", "-"]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     except FileNotFoundError as exc:
