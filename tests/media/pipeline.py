@@ -2,6 +2,7 @@
 and single-pass references to compare with (frame hashes, packet timestamps)."""
 
 import functools
+import struct
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -129,3 +130,18 @@ def convert_segments(plan: SplitPlan, engine: str = "copy") -> list[Path]:
         assert result.frames == seg.frame_count
         outputs.append(local_path(seg.output_uri))
     return outputs
+
+
+def top_level_boxes(path: Path) -> list[str]:
+    """The names of an MP4 file's top-level boxes, in order (moov before mdat: faststart)."""
+    names = []
+    with path.open("rb") as f:
+        while header := f.read(8):
+            size, name = struct.unpack(">I4s", header)
+            if size == 1:  # a 64-bit size follows
+                (size,) = struct.unpack(">Q", f.read(8))
+                f.seek(size - 16, 1)
+            else:
+                f.seek(size - 8, 1)
+            names.append(name.decode())
+    return names

@@ -5,7 +5,6 @@ Each is planned, converted window by window with the copy engine and assembled; 
 must hold exactly the frames one decode of the whole source gives, in sync with its audio.
 """
 
-import struct
 import subprocess
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from tests.media.pipeline import (
     leading_frames,
     reordered,
     single_pass_hashes,
+    top_level_boxes,
 )
 
 PRE_ROLLS = [0, 5]
@@ -37,20 +37,6 @@ def assert_audio_in_sync(source: Path, output: Path) -> None:
     assert src.audio is not None and out.audio is not None
     offset = src.audio.start_time - src.video.start_time
     assert out.audio.start_time - out.video.start_time == pytest.approx(offset, abs=0.005)
-
-
-def top_level_boxes(path: Path) -> list[str]:
-    names = []
-    with path.open("rb") as f:
-        while header := f.read(8):
-            size, name = struct.unpack(">I4s", header)
-            if size == 1:  # a 64-bit size follows
-                (size,) = struct.unpack(">Q", f.read(8))
-                f.seek(size - 16, 1)
-            else:
-                f.seek(size - 8, 1)
-            names.append(name.decode())
-    return names
 
 
 def seeks(plan: SplitPlan) -> int:

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import socket
-import struct
 import subprocess
 import threading
 import time
@@ -32,6 +31,7 @@ from stereo_infer.source import FFMPEG_HTTP_INPUT_ARGS, open_source
 from stereo_infer.targets import LocalTargets
 from stereo_storage import AccessDenied, ObjectStore, StorageUnavailable
 from stereo_storage.base import CHUNK
+from tests.media.pipeline import top_level_boxes
 from tests.servers import MotoServer
 
 BUCKET = "sources"
@@ -46,20 +46,6 @@ def moto() -> Iterator[MotoServer]:
     with MotoServer() as server:
         server.client("s3").create_bucket(Bucket=BUCKET)
         yield server
-
-
-def top_level_boxes(path: Path) -> list[str]:
-    names = []
-    with path.open("rb") as f:
-        while header := f.read(8):
-            size, name = struct.unpack(">I4s", header)
-            if size == 1:  # a 64-bit size follows
-                (size,) = struct.unpack(">Q", f.read(8))
-                f.seek(size - 16, 1)
-            else:
-                f.seek(size - 8, 1)
-            names.append(name.decode())
-    return names
 
 
 @pytest.fixture(scope="module")
