@@ -348,7 +348,12 @@ def test_report_of_a_real_videojob_with_a_retry(
     html = path.read_text()
     page = Page(html)
     bars = page.find("rect", "attempt")
-    assert len(bars) == 4 + 1, "one bar per attempt: four segments and one retry"
+    # On a failure, say why each attempt ended: an extra one must be explained.
+    attempts = [
+        (s["spec"]["index"], s["status"].get("attempts"), s["status"].get("lastFailureMessage"))
+        for s in harness.segments("report")
+    ]
+    assert len(bars) == 4 + 1, f"one bar per attempt: four segments and one retry; {attempts}"
     failed = [(b["data-segment"], b["data-attempt"]) for b in bars if "failed" in b["class"]]
     assert failed == [("1", "1")]
     rows = table_rows(html)
