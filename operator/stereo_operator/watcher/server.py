@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -57,6 +57,9 @@ from stereo_operator.watcher.parsers import (
 )
 from stereo_operator.watcher.spool import Spool, SpoolEntry
 from stereo_types.segment import CompletionSource
+
+# What a body parser makes of a request body.
+_Parsed = TypeVar("_Parsed")
 
 log = logging.getLogger("stereo_operator.watcher.http")
 
@@ -220,25 +223,10 @@ class HttpServer:
             return self._unauthorized(request, source, "no valid bearer token")
         if self.draining or self._delivery is None:
             return _json(503, {"error": "shutting down; retry"}, **{"Retry-After": "5"})
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            self._metrics.errors.labels(source, "malformed").inc()
-            return _json(413, {"error": f"body larger than {self._config.max_body_bytes} bytes"})
-        try:
-            notification = parser(body)
-        except MalformedEvent as exc:
-            self._metrics.received.labels(source).inc()
-            self._metrics.errors.labels(source, "malformed").inc()
-            log.warning(
-                "malformed webhook body",
-                extra={
-                    "source": source,
-                    "error": str(exc),
-                    "body": body[:300].decode("utf-8", "replace"),
-                },
-            )
-            return _json(400, {"error": f"malformed body: {exc}"})
+        read = await self._read_body(request, source, parser, "webhook")
+        if isinstance(read, web.Response):
+            return read
+        body, notification = read
         entry = await self._spool_put(source, body) if notification.events else None
         if entry is not None and not self._api_reachable():
             # Known outage: do not hold the sender for a request timeout; the replay task
@@ -269,6 +257,31 @@ class HttpServer:
         if notification.malformed:
             summary["malformed"] = len(notification.malformed)
         return _json(200, {"received": notification.records, **summary})
+
+    async def _read_body(
+        self, request: web.Request, source: str, parse: Callable[[bytes], _Parsed], kind: str
+    ) -> tuple[bytes, _Parsed] | web.Response:
+        """The request's body and what ``parse`` makes of it, or the answer that refuses it
+        (too large, malformed)."""
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            self._metrics.errors.labels(source, "malformed").inc()
+            return _json(413, {"error": f"body larger than {self._config.max_body_bytes} bytes"})
+        try:
+            return body, parse(body)
+        except MalformedEvent as exc:
+            self._metrics.received.labels(source).inc()
+            self._metrics.errors.labels(source, "malformed").inc()
+            log.warning(
+                f"malformed {kind} body",
+                extra={
+                    "source": source,
+                    "error": str(exc),
+                    "body": body[:300].decode("utf-8", "replace"),
+                },
+            )
+            return _json(400, {"error": f"malformed body: {exc}"})
 
     def _unauthorized(self, request: web.Request, source: str, why: str) -> web.Response:
         self._metrics.errors.labels(source, "unauthorized").inc()
@@ -320,25 +333,10 @@ class HttpServer:
             return self._unauthorized(request, source, refusal)
         if self.draining or self._delivery is None:
             return _json(503, {"error": "shutting down; retry"}, **{"Retry-After": "5"})
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            self._metrics.errors.labels(source, "malformed").inc()
-            return _json(413, {"error": f"body larger than {self._config.max_body_bytes} bytes"})
-        try:
-            push = read_pubsub_push(body)
-        except MalformedEvent as exc:
-            self._metrics.received.labels(source).inc()
-            self._metrics.errors.labels(source, "malformed").inc()
-            log.warning(
-                "malformed push body",
-                extra={
-                    "source": source,
-                    "error": str(exc),
-                    "body": body[:300].decode("utf-8", "replace"),
-                },
-            )
-            return _json(400, {"error": f"malformed body: {exc}"})
+        read = await self._read_body(request, source, read_pubsub_push, "push")
+        if isinstance(read, web.Response):
+            return read
+        _, push = read
         where = {"subscription": push.subscription, "message_id": push.message_id}
         try:
             notification = parse_pubsub_message(push.attributes, push.data)
