@@ -350,10 +350,7 @@ def keyframe_figures(
 
 def decode_only(segment: SegmentInput) -> None:
     ffmpeg(
-        *segment.input_args(),
-        *("-map", f"0:{segment.video.index}"),
-        *("-vf", ",".join(segment.filters(drop_pre_roll=True))),
-        *segment.frame_limit(drop_pre_roll=True),
+        *segment.decode_args(drop_pre_roll=True),
         *("-f", "null", "-"),
     )
 

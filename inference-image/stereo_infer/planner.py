@@ -53,8 +53,8 @@ class Grid:
     # slot_of[i]: the grid slot source frame i (presentation order) rounds to; None when the
     # frames are the grid (constant rate): frame i is slot i.
     slot_of: tuple[int, ...] | None = None
-    # Variable rate only: the pts that is time zero (the file's start, which a single pass
-    # subtracts), and the first frame's slot counted from there.
+    # Variable rate only: the pts that is time zero (where one ffmpeg pass over the source
+    # starts its clock), and the first frame's slot counted from there.
     zero_pts: int = 0
     origin_slot: int = 0
 

@@ -63,7 +63,15 @@ class SegmentInput:
         """Frames the engine must write: the decoded ones less the pre-roll."""
         return self.decoded_frames - self.pre_roll
 
-    def input_args(self) -> list[str]:
+    def decode_args(self, *, drop_pre_roll: bool, then: tuple[str, ...] = ()) -> list[str]:
+        """ffmpeg's input, stream and filter options that decode the window onto the output
+        grid (``then``: more filters after it), stopping once the window is complete; the
+        output options follow."""
+        chain = ",".join([*self._filters(drop_pre_roll=drop_pre_roll), *then])
+        args = [*self._input_args(), "-map", f"0:{self.video.index}", "-vf", chain]
+        return [*args, *self._frame_limit(drop_pre_roll=drop_pre_roll)]
+
+    def _input_args(self) -> list[str]:
         """ffmpeg input options and the input itself."""
         remote = FFMPEG_HTTP_INPUT_ARGS if self.url.startswith("http") else []
         if self.window is None:
@@ -72,7 +80,7 @@ class SegmentInput:
         args = [] if seek is None else ["-ss", f"{seek:.6f}", "-noaccurate_seek"]
         return [*remote, *args, "-copyts", "-i", self.url]
 
-    def filters(self, *, drop_pre_roll: bool) -> list[str]:
+    def _filters(self, *, drop_pre_roll: bool) -> list[str]:
         """The filter chain from decoded frames to frames on the output grid, in order."""
         chain = [] if self.window is None else window_filters(self.window, self.rate)
         if drop_pre_roll and self.pre_roll:
@@ -81,7 +89,7 @@ class SegmentInput:
         chain.append(f"setpts=N/({self.rate}*TB)")
         return chain
 
-    def frame_limit(self, *, drop_pre_roll: bool) -> list[str]:
+    def _frame_limit(self, *, drop_pre_roll: bool) -> list[str]:
         """Output option that stops the decoder once the window is complete."""
         frames = self.output_frames if drop_pre_roll else self.decoded_frames
         return ["-frames:v", str(frames)]
@@ -126,16 +134,10 @@ def decode_to_file(
     progress: ProgressReporter | None = None,
 ) -> None:
     """The window's frames, losslessly encoded into a local file (for engines that read files)."""
-    video = source.video
     run_ffmpeg(
         [
-            *source.input_args(),
-            "-map",
-            f"0:{video.index}",
-            "-vf",
-            ",".join(source.filters(drop_pre_roll=drop_pre_roll)),
-            *source.frame_limit(drop_pre_roll=drop_pre_roll),
-            *LOSSLESS.args(source.rate, video),
+            *source.decode_args(drop_pre_roll=drop_pre_roll),
+            *LOSSLESS.args(source.rate, source.video),
             str(output),
         ],
         progress=progress,

@@ -101,9 +101,7 @@ class FrameDecoder(_Process):
             f"scale=in_color_matrix={colour_matrix(video)}:in_range={colour_range(video)},"
             "format=rgb24"
         )
-        chain = ",".join([*source.filters(drop_pre_roll=False), scale])
-        args = [*source.input_args(), "-map", f"0:{video.index}", "-vf", chain]
-        args += source.frame_limit(drop_pre_roll=False)
+        args = source.decode_args(drop_pre_roll=False, then=(scale,))
         # Every selected frame once, none duplicated or dropped.
         args += ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
         super().__init__(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
