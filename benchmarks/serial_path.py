@@ -397,7 +397,7 @@ def whole_path(src: Path, work: Path, segment_seconds: float, pre_roll: int) -> 
         convert_cpu += c
     files = [local_path(seg.output_uri) for seg in plan.segments]
     done, assemble_s = timed(
-        lambda: assemble(plan, files, work / "final.mp4", audio=src, show_progress=False)
+        lambda: assemble(plan, files, work / "final.mp4", source=src, show_progress=False)
     )
     whole_out = (work / "whole" / "output.mp4").resolve()
     whole, whole_s, whole_cpu = cpu_timed(
@@ -433,7 +433,7 @@ def whole_path(src: Path, work: Path, segment_seconds: float, pre_roll: int) -> 
         "convert_seconds": round(convert_s, 3),
         "assemble_seconds": round(assemble_s, 3),
         "assembled_frames": done.frame_count,
-        "with_audio": done.with_audio,
+        "audio_tracks": done.audio_tracks,
         "total_seconds": round(plan_s + convert_s + assemble_s, 3),
         "whole_clip_convert_seconds": round(whole_s, 3),
         "whole_clip_frames": whole.frames,

@@ -1,32 +1,25 @@
-"""Joining converted segments by stream copy and muxing the source's audio back in.
+"""Joining converted segments by stream copy and muxing the source's other tracks back in.
 
-The audio comes straight from the source (a path or the URL of ``stereo_infer.source``), by
-stream copy: no copy of it is made before the GPUs start, and it is bit-exact.
+Audio, subtitles, chapters and metadata come straight from the source (a path or the URL of
+``stereo_infer.source``), by stream copy where the container allows (``stereo_infer.tracks``):
+no copy of them is made before the GPUs start, and they are bit-exact.
 """
 
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 from stereo_infer.errors import AssembleInputError, BadInputError, MediaError
 from stereo_infer.ffmpeg import run_ffmpeg, run_ffprobe_json
 from stereo_infer.framerate import plan_rate
-from stereo_infer.probe import count_frames
+from stereo_infer.probe import MediaInfo, count_frames, probe
 from stereo_infer.progress import ProgressReporter
+from stereo_infer.tracks import Container, OutputTrack, output_tracks
 from stereo_types.plan import SplitPlan
 
-# Audio codecs the mp4 muxer takes as they are.
-MP4_AUDIO_CODECS = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"})
 # Sync offsets below this are timestamp noise, not a real delay.
 _OFFSET_EPSILON_S = 1e-4
-
-
-class Container(StrEnum):
-    MP4 = "mp4"
-    MKV = "mkv"
-
 
 _MUXERS = {Container.MP4: "mp4", Container.MKV: "matroska"}
 _SUFFIXES = {".mp4": Container.MP4, ".m4v": Container.MP4, ".mkv": Container.MKV}
@@ -49,7 +42,10 @@ class AssembleResult:
     container: Container
     frame_count: int
     segments: int
-    with_audio: bool
+    # The source's tracks beside the video in the output (cover art included).
+    tracks: int
+    audio_tracks: int
+    subtitle_tracks: int
 
 
 def container_for(output: Path, explicit: Container | str | None = None) -> Container:
@@ -121,24 +117,25 @@ def assemble(
     segment_files: Sequence[Path],
     output: Path,
     *,
-    audio: Path | str | None = None,
+    source: Path | str | None = None,
     container: Container | str | None = None,
     show_progress: bool = True,
 ) -> AssembleResult:
-    """Join ``segment_files`` (in plan order) into ``output``, with the plan's audio stream of
-    ``audio`` (the source) muxed in sync.
+    """Join ``segment_files`` (in plan order) into ``output``, with every other track of
+    ``source`` (a path or the URL of ``stereo_infer.source``), its chapters and metadata
+    muxed in sync.
 
     The output appears under its final name only once complete.
     """
     kind = container_for(output, container)
     check_segments(plan, segment_files)
-    if isinstance(audio, Path) and not audio.is_file():
-        raise AssembleInputError(f"audio source is missing: {audio}")
+    if isinstance(source, Path) and not source.is_file():
+        raise AssembleInputError(f"source is missing: {source}")
+    tracks = _read_source(source, plan, kind) if source is not None else None
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.partial")
     joined = output.with_name(f".{output.name}.video.mp4")
     concat_list = output.with_name(f".{output.name}.concat.txt")
-    offset = plan.audio.offset_seconds if plan.audio is not None and audio is not None else 0.0
     try:
         concat_list.write_text("".join(_concat_line(p) for p in segment_files), encoding="utf-8")
         progress = ProgressReporter("assemble", plan.frame_count) if show_progress else None
@@ -152,7 +149,7 @@ def assemble(
             ],
             progress=progress,
         )
-        run_ffmpeg(_mux_args(plan, joined, audio, offset, kind, partial))
+        run_ffmpeg(_mux_args(joined, tracks, kind, partial))
         frames = count_frames(partial)
         if progress is not None:
             progress.finish(frames)
@@ -163,45 +160,85 @@ def assemble(
         partial.unlink(missing_ok=True)
         joined.unlink(missing_ok=True)
         concat_list.unlink(missing_ok=True)
+    kept = tracks.tracks if tracks is not None else []
     return AssembleResult(
         output=output,
         container=kind,
         frame_count=frames,
         segments=len(segment_files),
-        with_audio=audio is not None,
+        tracks=len(kept),
+        audio_tracks=sum(t.kind == "audio" for t in kept),
+        subtitle_tracks=sum(t.kind == "subtitle" for t in kept),
     )
 
 
-def _mux_args(
-    plan: SplitPlan,
-    video: Path,
-    audio: Path | str | None,
-    offset: float,
-    kind: Container,
-    target: Path,
-) -> list[str]:
-    """The joined video and the source's audio track, by stream copy, into ``kind``.
+@dataclass(frozen=True)
+class _Source:
+    """The source's tracks for the output, and where they go in time."""
 
-    Audio that starts before the video delays the video; audio that starts later is moved.
+    url: Path | str
+    info: MediaInfo
+    tracks: list[OutputTrack]
+    # Seconds the video starts after the output's start: audio that begins before it.
+    video_delay: float
+    # ffmpeg's -itsoffset for the source: it places a stream at its start less the file's.
+    shift: float
+
+
+def _read_source(url: Path | str, plan: SplitPlan, kind: Container) -> _Source:
+    info = probe(url, count=False)
+    planned = plan.audio.stream_index if plan.audio is not None else None
+    if planned is not None and not any(
+        s.index == planned and s.type == "audio" for s in info.streams
+    ):
+        # Replaced after planning?
+        raise AssembleInputError(f"no audio stream {planned} in {url}")
+    tracks = output_tracks(info, kind)
+    kept = {t.source_index for t in tracks}
+    video_start = info.video.start_time
+    audio_starts = [s.start_time for s in info.streams if s.type == "audio" and s.index in kept]
+    delay = max(0.0, video_start - min(audio_starts, default=video_start))
+    delay = delay if delay > _OFFSET_EPSILON_S else 0.0
+    return _Source(url, info, tracks, delay, delay + info.start_time - video_start)
+
+
+def _mux_args(video: Path, source: _Source | None, kind: Container, target: Path) -> list[str]:
+    """The joined video and the source's other tracks, chapters and metadata, into ``kind``.
+
+    Tracks that start before the video delay the video; the source as a whole is moved so
+    that each track keeps its distance from the video's first frame.
     """
-    video_delay = -offset if offset < -_OFFSET_EPSILON_S else 0.0
-    inputs = ["-itsoffset", f"{video_delay:.6f}"] if video_delay else []
+    inputs = ["-itsoffset", f"{source.video_delay:.6f}"] if source and source.video_delay else []
     inputs += ["-i", str(video)]
     outputs = ["-map", "0:v:0", "-c:v", "copy"]
-    if audio is not None:
-        stream = plan.audio.stream_index if plan.audio is not None else 0
-        source = _audio_source(audio, stream)
-        # ffmpeg already places the track at its start less the file's; move it to where
-        # the (possibly delayed) video needs it.
-        shift = max(offset, 0.0) - source.position
-        if abs(shift) > _OFFSET_EPSILON_S:
-            inputs += ["-itsoffset", f"{shift:.6f}"]
-        inputs += ["-i", str(audio)]
-        # Both streams are muxed whole; no -shortest, which would cut the audio.
-        outputs += ["-map", f"1:{stream}", *_audio_codec_args(source.codec, kind)]
+    if source is not None:
+        if abs(source.shift) > _OFFSET_EPSILON_S:
+            inputs += ["-itsoffset", f"{source.shift:.6f}"]
+        inputs += ["-i", str(source.url)]
+        outputs += _video_tags(source.info, kind)
+        # Each track is muxed whole; no -shortest, which would cut the audio.
+        for position, track in enumerate(source.tracks, start=1):
+            outputs += ["-map", f"1:{track.source_index}", f"-c:{position}", track.codec]
+            if track.bitrate:
+                outputs += [f"-b:{position}", str(track.bitrate)]
+            if track.cover_art:
+                outputs += [f"-disposition:{position}", "attached_pic"]
+            if kind is Container.MP4 and track.title:
+                outputs += [f"-metadata:s:{position}", f"handler_name={track.title}"]
+        outputs += ["-map_metadata", "1", "-map_chapters", "1"]
     if kind is Container.MP4:
         outputs += ["-movflags", "+faststart"]
     return [*inputs, *outputs, "-f", _MUXERS[kind], str(target)]
+
+
+def _video_tags(info: MediaInfo, kind: Container) -> list[str]:
+    """The source video's language and title; its other tags describe the old encode."""
+    video = next(s for s in info.streams if s.index == info.video.index)
+    pairs = [("language", video.language), ("title", video.title)]
+    if kind is Container.MP4:
+        # mp4 players show a track's handler name as its title.
+        pairs.append(("handler_name", video.title))
+    return [arg for key, value in pairs if value for arg in ("-metadata:s:0", f"{key}={value}")]
 
 
 def _grid_timestamps(plan: SplitPlan) -> str:
@@ -244,46 +281,3 @@ def _segment_stream(path: Path) -> SegmentStream:
         has_b_frames=int(s.get("has_b_frames") or 0),
         frame_count=count_frames(path, int(s.get("index") or 0)),
     )
-
-
-@dataclass(frozen=True)
-class _AudioSource:
-    codec: str | None
-    # Where a plain ffmpeg pass puts the track: its start less the file's start.
-    position: float
-
-
-def _audio_source(audio: Path | str, stream: int) -> _AudioSource:
-    doc = run_ffprobe_json(
-        [
-            "-show_entries",
-            "stream=index,codec_type,codec_name,start_time:format=start_time",
-            str(audio),
-        ]
-    )
-    streams = [
-        s
-        for s in doc.get("streams") or []
-        if s.get("index") == stream and s.get("codec_type") == "audio"
-    ]
-    if not streams:
-        raise AssembleInputError(f"no audio stream {stream} in {audio}")
-    file_start = _seconds((doc.get("format") or {}).get("start_time"))
-    return _AudioSource(
-        codec=streams[0].get("codec_name"),
-        position=_seconds(streams[0].get("start_time")) - file_start,
-    )
-
-
-def _seconds(value: object) -> float:
-    try:
-        return float(str(value))
-    except ValueError:
-        return 0.0
-
-
-def _audio_codec_args(codec: str | None, kind: Container) -> list[str]:
-    if kind is Container.MP4 and codec not in MP4_AUDIO_CODECS:
-        # mp4 cannot carry it (e.g. PCM): the one case where audio is re-encoded.
-        return ["-c:a", "aac", "-b:a", "256k"]
-    return ["-c:a", "copy"]

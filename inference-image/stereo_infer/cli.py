@@ -38,7 +38,7 @@ import tempfile
 import threading
 import traceback
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import NoReturn
@@ -94,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--segment-seconds", required=True, type=float, metavar="N")
     p.add_argument(
         "--pre-roll", type=int, default=0, metavar="K", help="warm-up frames before each segment"
+    )
+    p.add_argument(
+        "--container",
+        choices=[c.value for c in Container],
+        help="the final output's; a source track it cannot hold fails the plan",
     )
     layout = p.add_argument_group("storage layout (what the operator passes)")
     layout.add_argument(
@@ -257,7 +262,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.pre_roll < 0:
         raise UsageError(f"--pre-roll must be >= 0: {args.pre_roll}")
     targets = _plan_targets(args)
-    plan = plan_source(args.input, targets, args.segment_seconds, pre_roll=args.pre_roll)
+    container = Container(args.container) if args.container else None
+    plan = plan_source(
+        args.input, targets, args.segment_seconds, pre_roll=args.pre_roll, container=container
+    )
     print(
         f"planned {plan.frame_count} frames in {len(plan.segments)} segments"
         f" of {plan.segment_frames} frames at {plan.fps_num}/{plan.fps_den} fps"
@@ -357,14 +365,13 @@ def cmd_assemble(args: argparse.Namespace) -> int:
         ]
         # A local output is renamed into place by assemble itself.
         target = local_path(args.output) if is_local(args.output) else work / f"output.{kind}"
-        with ExitStack() as stack:
-            # The audio is stream-copied straight from the source (range reads).
-            audio = stack.enter_context(open_source(plan.audio.uri)).url if plan.audio else None
+        # The other tracks are stream-copied straight from the source (range reads).
+        with open_source(plan.source) as source:
             result = assemble(
                 plan,
                 segment_files,
                 target,
-                audio=audio,
+                source=source.url,
                 container=kind,
                 show_progress=not args.no_progress,
             )

@@ -32,6 +32,7 @@ from stereo_infer.packets import Packet, PacketIndex, scan_packets
 from stereo_infer.probe import MediaInfo, first_frame_pts, probe
 from stereo_infer.source import open_source
 from stereo_infer.targets import PlanTargets
+from stereo_infer.tracks import Container, output_tracks
 from stereo_types.plan import (
     PLAN_FILE,
     GridTiming,
@@ -163,9 +164,14 @@ def plan_source(
     segment_seconds: float,
     *,
     pre_roll: int = 0,
+    container: Container | None = None,
     work_dir: Path | None = None,
 ) -> SplitPlan:
-    """Plan the segments of the source at ``uri`` and publish the plan at ``targets.plan``."""
+    """Plan the segments of the source at ``uri`` and publish the plan at ``targets.plan``.
+
+    With ``container``, a source track that the output cannot hold fails the plan, before
+    any segment is converted.
+    """
     if pre_roll < 0:
         raise BadInputError(f"pre-roll must be zero or more frames: {pre_roll}")
     # Segments name the source as a URI; a plain path becomes file://.
@@ -177,6 +183,8 @@ def plan_source(
         scan = pool.submit(scan_packets, source.url, FIRST_VIDEO)
         first = pool.submit(first_frame_pts, source.url, FIRST_VIDEO)
         info = probe(source.url, count=False)
+        if container is not None:
+            output_tracks(info, container)
         video = info.video
         if video.index != _first_video_stream(info):
             # The first video stream is cover art: the probe chose another one.

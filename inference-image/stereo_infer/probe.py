@@ -23,11 +23,19 @@ _SHOWN_PTS = re.compile(r"\bn:\s*0\s+pts:\s*(-?\d+)")
 
 
 class StreamSummary(BaseModel):
+    """Any stream of the source: enough to map it into the output and to name it."""
+
     model_config = ConfigDict(frozen=True)
 
     index: int
     type: str
     codec: str | None
+    start_time: float = 0.0
+    language: str | None = None
+    title: str | None = None
+    channels: int | None = None
+    # Cover art: a one-picture "video" stream.
+    attached_pic: bool = False
 
 
 class VideoInfo(BaseModel):
@@ -115,12 +123,7 @@ def probe(path: Path | str, *, count: bool = True) -> MediaInfo:
         path=str(source),
         container=str(fmt.get("format_name") or "unknown"),
         start_time=_float(fmt.get("start_time")) or 0.0,
-        streams=[
-            StreamSummary(
-                index=int(s["index"]), type=str(s.get("codec_type")), codec=s.get("codec_name")
-            )
-            for s in streams
-        ],
+        streams=[_stream_summary(s) for s in streams],
         video=_video_info(source, video, fmt, count),
         audio=_audio_info(source, audio, count) if audio is not None else None,
     )
@@ -143,6 +146,20 @@ def _ffprobe(args: list[str], source: Path | str) -> dict[str, Any]:
         raise
     except StereoInferError as exc:
         raise ProbeError(f"cannot read {source}: {exc}") from exc
+
+
+def _stream_summary(stream: dict[str, Any]) -> StreamSummary:
+    tags = {str(k).lower(): v for k, v in (stream.get("tags") or {}).items()}
+    return StreamSummary(
+        index=int(stream["index"]),
+        type=str(stream.get("codec_type")),
+        codec=stream.get("codec_name"),
+        start_time=_float(stream.get("start_time")) or 0.0,
+        language=tags.get("language"),
+        title=tags.get("title"),
+        channels=_int(stream.get("channels")),
+        attached_pic=(stream.get("disposition") or {}).get("attached_pic") == 1,
+    )
 
 
 def _first_video_stream(streams: list[dict[str, Any]]) -> dict[str, Any] | None:

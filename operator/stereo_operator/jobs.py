@@ -219,6 +219,9 @@ def split_job(
         str(spec.segment_seconds),
         "--pre-roll",
         str(spec.stereo.pre_roll_frames),
+        # Tracks the output cannot hold fail the plan, before any GPU time is spent.
+        "--container",
+        spec.encoding.container.value,
     ]
     return _media_job(
         ref,

@@ -155,7 +155,7 @@ def roundtrip(tmp_path: Path) -> Roundtrip:
             plan,
             outputs,
             work / f"result.{container}",
-            audio=source if plan.audio else None,
+            source=source,
             show_progress=False,
         )
         return plan, result

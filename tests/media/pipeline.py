@@ -2,6 +2,7 @@
 and single-pass references to compare with (frame hashes, packet timestamps)."""
 
 import functools
+import re
 import struct
 import subprocess
 from collections.abc import Callable
@@ -130,6 +131,19 @@ def convert_segments(plan: SplitPlan, engine: str = "copy") -> list[Path]:
         assert result.frames == seg.frame_count
         outputs.append(local_path(seg.output_uri))
     return outputs
+
+
+def payload_hashes(path: Path, stream: str | int = "a:0") -> list[str]:
+    """MD5 of each packet's payload in one stream. Side data is left out: Matroska drops
+    mp4's AAC priming side data, so whole-packet hashes would differ for the same audio."""
+    args = ["ffprobe", "-v", "error", "-select_streams", str(stream), "-show_data_hash", "md5"]
+    out = subprocess.run(
+        [*args, "-show_entries", "packet=data_hash", "-of", "csv=p=0", str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return re.findall(r"MD5:[0-9a-f]+", out)
 
 
 def top_level_boxes(path: Path) -> list[str]:

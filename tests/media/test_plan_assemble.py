@@ -2,7 +2,6 @@
 source's frames and audio."""
 
 import itertools
-import re
 import subprocess
 from fractions import Fraction
 from pathlib import Path
@@ -23,6 +22,7 @@ from tests.media.pipeline import (
     Pts,
     Roundtrip,
     convert_segment,
+    payload_hashes,
 )
 
 FRAME = 1 / 30
@@ -93,19 +93,6 @@ def test_a_conversion_reports_what_it_read(src_mp4: Path, tmp_path: Path, plan: 
     assert result.video_seconds == pytest.approx(seg.duration_seconds)
 
 
-def audio_packets(path: Path) -> list[str]:
-    """MD5 of each audio packet's payload (Matroska drops mp4's priming side data, so
-    whole-packet hashes would differ while the audio is the same)."""
-    args = ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_data_hash", "md5"]
-    out = subprocess.run(
-        [*args, "-show_entries", "packet=data_hash", "-of", "csv=p=0", str(path)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return re.findall(r"MD5:[0-9a-f]+", out)
-
-
 def assert_frames_on_the_grid(path: Path, rate: Fraction, frames: int, pts: Pts) -> None:
     """Frame i shows at i / rate from the first (to the container's precision)."""
     video = probe(path).video
@@ -139,7 +126,7 @@ def test_containers_and_audio_in_sync(
         "aac",
     )
     assert result.output.suffix == f".{container}"
-    assert result.with_audio
+    assert result.audio_tracks == 1
     source, joined = probe(src_mp4), probe(result.output)
     assert container.value in joined.container or container is Container.MKV
     assert joined.audio is not None and source.audio is not None
@@ -148,7 +135,7 @@ def test_containers_and_audio_in_sync(
     assert joined.video.frame_count == 60
     assert hashes(result.output) == hashes(src_mp4)
     # The audio is the source's, stream-copied packet for packet.
-    assert audio_packets(result.output) == audio_packets(src_mp4)
+    assert payload_hashes(result.output) == payload_hashes(src_mp4)
     assert_frames_on_the_grid(result.output, Fraction(30), 60, pts)
 
 
@@ -189,7 +176,7 @@ def test_audio_offset_is_kept(
 def test_source_without_audio(make_video: MakeVideo, roundtrip: Roundtrip) -> None:
     plan, result = roundtrip(make_video("mute.mp4", audio=False), 1.0)
     assert plan.audio is None
-    assert not result.with_audio
+    assert result.audio_tracks == 0
     assert probe(result.output).audio is None
 
 
@@ -260,8 +247,8 @@ def test_assemble_refuses_a_missing_audio_source(
     planned = plan(src_mp4, tmp_path / "seg", 1)
     outputs = convert_all(planned)
     gone = tmp_path / "gone.mp4"
-    with pytest.raises(AssembleInputError, match="audio source is missing"):
-        assemble(planned, outputs, tmp_path / "out.mp4", audio=gone, show_progress=False)
+    with pytest.raises(AssembleInputError, match="source is missing"):
+        assemble(planned, outputs, tmp_path / "out.mp4", source=gone, show_progress=False)
     # A source without the plan's audio stream (replaced after planning?).
     silent = tmp_path / "silent.mp4"
     subprocess.run(
@@ -269,7 +256,7 @@ def test_assemble_refuses_a_missing_audio_source(
         check=True,
     )
     with pytest.raises(AssembleInputError, match="no audio stream 1 in"):
-        assemble(planned, outputs, tmp_path / "out.mp4", audio=silent, show_progress=False)
+        assemble(planned, outputs, tmp_path / "out.mp4", source=silent, show_progress=False)
     assert not (tmp_path / "out.mp4").exists()
 
 

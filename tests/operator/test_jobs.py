@@ -57,6 +57,8 @@ def test_split_job_runs_the_plan_contract() -> None:
         "2",
         "--pre-roll",
         "4",
+        "--container",
+        "mp4",
     ]
     assert manifest["spec"]["backoffLimit"] == 2  # maxRetries: transient plan failures
     # It writes only the plan: a little scratch space, and a deadline.
