@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from stereo_infer.errors import BadInputError
 from stereo_infer.framerate import FrameRate
-from stereo_infer.probe import VideoInfo
+from stereo_infer.probe import HdrMetadata, VideoInfo
 from stereo_types.formats import EncoderPreset, VideoCodec
 
 # Codec names as the VideoJob spells them (and ffprobe reports them) -> ffmpeg encoder.
@@ -43,18 +43,33 @@ class VideoEncoding:
         """
         args = ["-c:v", self.encoder, "-bf", "0", "-r", str(rate), "-fps_mode", "passthrough"]
         args += ["-preset", self.preset]
+        hdr = color_of.hdr_metadata if color_of is not None else None
         # Parameter sets in-band at every keyframe: segments encoded by separate
         # encoder instances still decode after a stream-copy join.
         if self.codec == "h264":
             args += ["-qp", "0"] if self.crf is None else ["-crf", str(self.crf)]
-            args += ["-x264-params", "repeat-headers=1"]
+            params = ["repeat-headers=1", *_hdr_params(hdr, "mastering-display", "cll")]
+            args += ["-x264-params", ":".join(params)]
         else:
-            lossless = ":lossless=1" if self.crf is None else ""
             args += [] if self.crf is None else ["-crf", str(self.crf)]
-            args += ["-x265-params", f"repeat-headers=1:log-level=error{lossless}"]
+            params = ["repeat-headers=1", "log-level=error"]
+            params += ["lossless=1"] if self.crf is None else []
+            hdr10 = _hdr_params(hdr, "master-display", "max-cll")
+            params += [*hdr10, "hdr10=1"] if hdr10 else []
+            args += ["-x265-params", ":".join(params)]
         if color_of is not None:
             args += color_args(color_of)
         return args
+
+
+def _hdr_params(hdr: HdrMetadata | None, mastering_key: str, light_key: str) -> list[str]:
+    """The source's HDR10 metadata as encoder parameters (written as SEI at each keyframe)."""
+    if hdr is None:
+        return []
+    params = [f"{mastering_key}={hdr.mastering.encoder_value}"] if hdr.mastering else []
+    if hdr.light:
+        params.append(f"{light_key}={hdr.light.max_content},{hdr.light.max_average}")
+    return params
 
 
 def color_args(video: VideoInfo) -> list[str]:

@@ -20,6 +20,10 @@ from stereo_infer.framerate import FrameRate
 HDR_TRANSFERS = frozenset({"smpte2084", "arib-std-b67"})  # PQ and HLG
 # showinfo's line for a frame: "... n:   0 pts:   1234 pts_time:..."
 _SHOWN_PTS = re.compile(r"\bn:\s*0\s+pts:\s*(-?\d+)")
+_PIX_FMT_DEPTH = re.compile(r"p(\d+)(?:le|be)$")
+# ffprobe's names for the HDR10 side data.
+_MASTERING = "Mastering display metadata"
+_LIGHT = "Content light level metadata"
 
 
 class StreamSummary(BaseModel):
@@ -36,6 +40,45 @@ class StreamSummary(BaseModel):
     channels: int | None = None
     # Cover art: a one-picture "video" stream.
     attached_pic: bool = False
+
+
+class MasteringDisplay(BaseModel):
+    """SMPTE ST 2086 mastering display colour volume, in the units HEVC's SEI and the
+    encoders take: chromaticities in 1/50000, luminance in 1/10000 cd/m2."""
+
+    model_config = ConfigDict(frozen=True)
+
+    red: tuple[int, int]
+    green: tuple[int, int]
+    blue: tuple[int, int]
+    white_point: tuple[int, int]
+    max_luminance: int
+    min_luminance: int
+
+    @property
+    def encoder_value(self) -> str:
+        """x265's master-display, x264's mastering-display: G(x,y)B(x,y)R(x,y)WP(x,y)L(max,min)."""
+        points = (("G", self.green), ("B", self.blue), ("R", self.red), ("WP", self.white_point))
+        coords = "".join(f"{name}({x},{y})" for name, (x, y) in points)
+        return f"{coords}L({self.max_luminance},{self.min_luminance})"
+
+
+class ContentLight(BaseModel):
+    """CTA-861.3 content light levels, in cd/m2."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_content: int
+    max_average: int
+
+
+class HdrMetadata(BaseModel):
+    """The static HDR10 metadata a source carries; encoders write it back as SEI."""
+
+    model_config = ConfigDict(frozen=True)
+
+    mastering: MasteringDisplay | None = None
+    light: ContentLight | None = None
 
 
 class VideoInfo(BaseModel):
@@ -65,6 +108,9 @@ class VideoInfo(BaseModel):
     color_space: str | None
     color_range: str | None
     hdr: bool
+    # Bits per colour sample as decoded: 8, 10, 12...
+    bit_depth: int = 8
+    hdr_metadata: HdrMetadata | None = None
 
     @property
     def display_size(self) -> tuple[int, int]:
@@ -232,7 +278,76 @@ def _video_info(
         color_space=stream.get("color_space"),
         color_range=stream.get("color_range"),
         hdr=transfer in HDR_TRANSFERS,
+        bit_depth=_bit_depth(stream),
+        hdr_metadata=_hdr_metadata(source, stream) if transfer in HDR_TRANSFERS else None,
     )
+
+
+def _bit_depth(stream: dict[str, Any]) -> int:
+    """The decoder's bits per sample, else the pixel format's (yuv420p10le: 10)."""
+    bits = _int(stream.get("bits_per_raw_sample"))
+    if bits:
+        return bits
+    found = _PIX_FMT_DEPTH.search(str(stream.get("pix_fmt") or ""))
+    return int(found.group(1)) if found else 8
+
+
+def _hdr_metadata(source: Path | str, stream: dict[str, Any]) -> HdrMetadata | None:
+    """Mastering display and content light levels from the container (Matroska, mp4 boxes),
+    else from the first frame's SEI (HEVC carries them in the bitstream)."""
+    sides = stream.get("side_data_list") or []
+    if not _hdr_sides(sides):
+        doc = _ffprobe(
+            [
+                *("-select_streams", str(stream["index"]), "-read_intervals", "%+#1"),
+                *("-show_frames", "-show_entries", "frame=side_data_list", str(source)),
+            ],
+            source,
+        )
+        frames = doc.get("frames") or [{}]
+        sides = frames[0].get("side_data_list") or []
+    found = _hdr_sides(sides)
+    mastering = found.get(_MASTERING)
+    light = found.get(_LIGHT)
+    if mastering is None and light is None:
+        return None
+    return HdrMetadata(
+        mastering=_mastering(mastering) if mastering else None,
+        light=_light(light) if light else None,
+    )
+
+
+def _hdr_sides(sides: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    kinds = (_MASTERING, _LIGHT)
+    return {s["side_data_type"]: s for s in sides if s.get("side_data_type") in kinds}
+
+
+def _light(side: dict[str, Any]) -> ContentLight:
+    return ContentLight(
+        max_content=_int(side.get("max_content")) or 0,
+        max_average=_int(side.get("max_average")) or 0,
+    )
+
+
+def _mastering(side: dict[str, Any]) -> MasteringDisplay | None:
+    def scaled(key: str, unit: int) -> int:
+        return round(Fraction(str(side.get(key) or "0")) * unit)
+
+    def point(name: str) -> tuple[int, int]:
+        return scaled(f"{name}_x", 50000), scaled(f"{name}_y", 50000)
+
+    try:
+        return MasteringDisplay(
+            red=point("red"),
+            green=point("green"),
+            blue=point("blue"),
+            white_point=point("white_point"),
+            max_luminance=scaled("max_luminance", 10000),
+            min_luminance=scaled("min_luminance", 10000),
+        )
+    except (ValueError, ZeroDivisionError):
+        # A malformed or partial box: better none than a wrong one.
+        return None
 
 
 def _time_base(source: Path | str, stream: dict[str, Any]) -> Fraction:

@@ -1,9 +1,12 @@
 """The ``builtin`` engine: depth estimation and depth-image-based rendering in torch.
 
-    ffmpeg decode -> rgb24 frames -> [reader thread] -> bounded queue
+    ffmpeg decode -> RGB frames -> [reader thread] -> bounded queue
       -> batch on the device: depth (depth.py) -> left/right views (dibr.py)
-         -> packed frame (packing.py) -> uint8
+         -> packed frame (packing.py) -> integer samples
       -> bounded queue -> [writer thread] -> ffmpeg encode (x264/x265, -bf 0)
+
+Frames are 8 bits per sample, or 16 for a source of more than 8 (rawvideo.Samples):
+a 10-bit HDR source stays 10-bit from decode to encode, in float on the device.
 
 Decoding and encoding run in their own ffmpeg processes fed by two threads,
 so on a GPU they overlap with the compute; the queues hold at most a few
@@ -127,15 +130,17 @@ class BuiltinEngine:
     def render(
         self, batch: np.ndarray, estimator: DepthEstimator, state: StreamState, job: EngineJob
     ) -> np.ndarray:
-        """``(N, H, W, 3)`` uint8 frames -> packed ``(N, H', W', 3)`` uint8 stereo frames."""
+        """``(N, H, W, 3)`` frames -> packed ``(N, H', W', 3)`` stereo frames, in the
+        integer type of ``batch`` (uint8, or uint16 for a deep source)."""
+        top = float(np.iinfo(batch.dtype).max)
         frames = torch.from_numpy(batch)
         if self.device.type == "cuda":
             frames = frames.pin_memory().to(self.device, non_blocking=True)
-        x = frames.permute(0, 3, 1, 2).float().div_(255.0)
+        x = frames.permute(0, 3, 1, 2).float().div_(top)
         nearness = estimator.estimate(x, state)
         left, right = render_views(x, nearness, job.divergence, job.convergence)
         packed = pack(job.stereo_format, left, right)
-        out = packed.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
+        out = packed.mul(top).round_().clamp_(0, top).to(frames.dtype)
         return out.permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 
@@ -222,7 +227,8 @@ class _Pipeline:
             seen = 0
             done = False
             while not done:
-                batch = np.empty((self.batch_size, height, width, 3), dtype=np.uint8)
+                shape = (self.batch_size, height, width, 3)
+                batch = np.empty(shape, dtype=self.decoder.samples.dtype)
                 count = 0
                 while count < self.batch_size:
                     if not self.decoder.read_into(_bytes_of(batch[count])):

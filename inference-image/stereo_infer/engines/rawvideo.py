@@ -5,6 +5,9 @@ time, so memory stays bounded whatever the video's length. Both ends convert
 between YUV and RGB with the same, explicit colour matrix and range (the
 source's, BT.601 limited range when untagged, as ffmpeg assumes), so a frame
 that passes through unchanged comes out with the colours it went in with.
+
+A source of more than 8 bits (10-bit HDR above all) goes through 16 bits per
+sample (``rgb48le``) and comes out 10-bit, so gradients do not band.
 """
 
 from __future__ import annotations
@@ -12,8 +15,11 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+import numpy as np
 
 from stereo_infer.encoding import VideoEncoding
 from stereo_infer.errors import MediaError, ToolMissingError
@@ -43,9 +49,35 @@ def colour_range(video: VideoInfo) -> str:
     return "full" if video.color_range in ("pc", "jpeg") else "limited"
 
 
-def output_pix_fmt(width: int, height: int) -> str:
-    """4:2:0 where the size allows it (what players expect), else 4:4:4."""
-    return "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+@dataclass(frozen=True)
+class Samples:
+    """How frames cross the pipes: 8 bits per sample, or 16 for a deeper source."""
+
+    pix_fmt: str
+    dtype: type[np.unsignedinteger[Any]]
+    max_value: int
+    deep: bool
+
+    @property
+    def bytes_per_pixel(self) -> int:
+        return 3 * np.dtype(self.dtype).itemsize
+
+
+EIGHT_BIT = Samples("rgb24", np.uint8, 255, deep=False)
+SIXTEEN_BIT = Samples("rgb48le", np.uint16, 65535, deep=True)
+
+
+def samples_for(video: VideoInfo) -> Samples:
+    return SIXTEEN_BIT if video.bit_depth > 8 else EIGHT_BIT
+
+
+def output_pix_fmt(width: int, height: int, *, deep: bool = False) -> str:
+    """4:2:0 where the size allows it (what players expect), else 4:4:4; 10 bits if ``deep``.
+
+    A 4:2:2 or 4:4:4 source is turned into 4:2:0 on purpose: players expect it.
+    """
+    chroma = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+    return f"{chroma}10le" if deep else chroma
 
 
 class _Process:
@@ -87,23 +119,26 @@ class _Process:
 
 
 class FrameDecoder(_Process):
-    """Decodes a segment's window to packed rgb24 frames of ``width`` x ``height``.
+    """Decodes a segment's window to packed RGB frames of ``width`` x ``height``, with the
+    ``samples`` the source's bit depth calls for.
 
     Pre-roll frames come first; the engine decides what to do with them.
     """
 
     def __init__(self, source: SegmentInput) -> None:
         video = source.video
+        self.samples = samples_for(video)
         # ffmpeg turns rotated video upright, so frames have the display size.
         self.width, self.height = video.display_size
-        self.frame_bytes = self.width * self.height * 3
+        self.frame_bytes = self.width * self.height * self.samples.bytes_per_pixel
+        pix_fmt = self.samples.pix_fmt
         scale = (
             f"scale=in_color_matrix={colour_matrix(video)}:in_range={colour_range(video)},"
-            "format=rgb24"
+            f"format={pix_fmt}"
         )
         args = source.decode_args(drop_pre_roll=False, then=(scale,))
         # Every selected frame once, none duplicated or dropped.
-        args += ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+        args += ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1"]
         super().__init__(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
 
     def read_into(self, buffer: memoryview) -> bool:
@@ -126,7 +161,8 @@ class FrameDecoder(_Process):
 
 
 class FrameEncoder(_Process):
-    """Encodes packed rgb24 frames written to its stdin, at a constant ``rate``."""
+    """Encodes packed RGB frames (of the source's ``samples``) written to its stdin, at a
+    constant ``rate``."""
 
     def __init__(
         self,
@@ -138,11 +174,13 @@ class FrameEncoder(_Process):
         colour_of: VideoInfo,
     ) -> None:
         self.width, self.height = width, height
+        samples = samples_for(colour_of)
+        out_fmt = output_pix_fmt(width, height, deep=samples.deep)
         scale = (
             f"scale=out_color_matrix={colour_matrix(colour_of)}:"
-            f"out_range={colour_range(colour_of)},format={output_pix_fmt(width, height)}"
+            f"out_range={colour_range(colour_of)},format={out_fmt}"
         )
-        args = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", f"{width}x{height}"]
+        args = ["-f", "rawvideo", "-pix_fmt", samples.pix_fmt, "-video_size", f"{width}x{height}"]
         # Frame i is stamped i / rate: the output starts at 0 on the exact grid.
         args += ["-framerate", str(rate), "-i", "pipe:0", "-map", "0:v", "-vf", scale]
         args += [*encoding.args(rate, colour_of), str(output)]
