@@ -14,6 +14,7 @@ from stereo_infer.engines.formats import StereoFormat
 from stereo_infer.probe import ContentLight, MasteringDisplay, probe
 from tests.engines.test_builtin import convert
 from tests.engines.videos import FFMPEG
+from tests.media.films import sei_payload_types
 
 if TYPE_CHECKING:
     from stereo_infer.engines.builtin import BuiltinEngine
@@ -54,24 +55,6 @@ def luma_levels(path: Path) -> int:
         capture_output=True,
     ).stdout
     return len(np.unique(np.frombuffer(out, dtype="<u2")))
-
-
-def sei_payload_types(path: Path) -> set[int]:
-    """SEI payload types in the first H.264 access unit, read by ffmpeg's header tracer."""
-    done = subprocess.run(
-        [
-            *("ffmpeg", "-nostdin", "-loglevel", "debug", "-i", str(path), "-frames:v", "1"),
-            *("-c", "copy", "-bsf:v", "trace_headers", "-f", "null", "-"),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return {
-        int(line.rsplit("=", 1)[1])
-        for line in done.stderr.splitlines()
-        if "last_payload_type_byte" in line
-    }
 
 
 @pytest.fixture(scope="module")

@@ -35,10 +35,27 @@ TEXT_SUBTITLES = (
 )
 PGS = Track("subtitle", "hdmv_pgs_subtitle", "ger", "Deutsch (PGS)")
 
+H264 = ("-c:v", "libx264", "-preset", "ultrafast", "-bf", "2", "-pix_fmt", "yuv420p")
+# HDR10: 10-bit HEVC, BT.2020 primaries, PQ, with mastering display and light levels.
+MASTER_DISPLAY = "G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,50)"
+HDR10_HEVC = (
+    *("-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p10le", "-x265-params"),
+    f"log-level=error:hdr10=1:master-display={MASTER_DISPLAY}:max-cll=1000,400",
+    *("-color_primaries", "bt2020", "-colorspace", "bt2020nc", "-color_trc", "smpte2084"),
+)
 
-def make_film(folder: Path, name: str, *, pgs: bool = True, size: str = "160x90") -> Path:
+
+def make_film(
+    folder: Path,
+    name: str,
+    *,
+    pgs: bool = True,
+    size: str = "160x90",
+    video: tuple[str, ...] = H264,
+) -> Path:
     """An mkv holding every track above (the PGS one if ``pgs``), the chapters, a title tag
-    and a font attachment; made once per ``folder`` and ``name``."""
+    and a font attachment, its video encoded with ``video``; made once per ``folder`` and
+    ``name``."""
     path = folder / name
     if path.exists():
         return path
@@ -55,7 +72,7 @@ def make_film(folder: Path, name: str, *, pgs: bool = True, size: str = "160x90"
     tracks = [*AUDIO, *TEXT_SUBTITLES, *((PGS,) if pgs else ())]
     args = ["-map", "0:v", *(arg for i in range(1, len(tracks) + 1) for arg in ("-map", f"{i}"))]
     args += ["-map_metadata", str(meta), "-map_chapters", str(meta)]
-    args += ["-c:v", "libx264", "-preset", "ultrafast", "-bf", "2", "-pix_fmt", "yuv420p"]
+    args += list(video)
     args += ["-c:a:0", "aac", "-c:a:1", "ac3", "-ac:a:1", "6", "-c:s", "copy"]
     for position, track in enumerate(tracks, start=1):
         args += [f"-metadata:s:{position}", f"language={track.language}"]
@@ -108,6 +125,24 @@ def expected(track: Track, codec: str | None = None) -> tuple[str, str, str, str
         track.default,
         track.forced,
     )
+
+
+def sei_payload_types(path: Path) -> set[int]:
+    """SEI payload types in the first H.264 access unit, read by ffmpeg's header tracer."""
+    done = subprocess.run(
+        [
+            *("ffmpeg", "-nostdin", "-loglevel", "debug", "-i", str(path), "-frames:v", "1"),
+            *("-c", "copy", "-bsf:v", "trace_headers", "-f", "null", "-"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return {
+        int(line.rsplit("=", 1)[1])
+        for line in done.stderr.splitlines()
+        if "last_payload_type_byte" in line
+    }
 
 
 def _probe(path: Path, what: str) -> dict[str, Any]:

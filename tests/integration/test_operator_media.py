@@ -1,0 +1,63 @@
+"""Real-world media through the full path on the local cluster: a film with every kind of
+track, in 10-bit HDR10, comes out with all of it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stereo_infer.probe import probe
+from tests.media import films
+from tests.operator.harness import Harness, file_path, frame_count
+
+pytest_plugins = ["tests.operator.harness"]
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(scope="module")
+def hdr_film(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("films")
+    return films.make_film(folder, "hdr-film.mkv", video=films.HDR10_HEVC)
+
+
+def test_an_hdr10_film_keeps_every_track_chapter_and_its_hdr(
+    harness: Harness, hdr_film: Path
+) -> None:
+    harness.start_operator("--standalone")
+    harness.create_videojob(
+        "rip", hdr_film, encoding={"container": "mkv"}, stereo={"preRollFrames": 2}
+    )
+    vj = harness.wait_phase("rip", "Succeeded", "Failed", timeout=180)
+    assert vj["status"]["phase"] == "Succeeded", vj["status"]
+    output = file_path(vj["status"]["outputUri"])
+    assert frame_count(output) == frame_count(hdr_film) == 60
+
+    out = films.streams(output)
+    tracks = [*films.AUDIO, *films.TEXT_SUBTITLES, films.PGS]
+    assert [films.described(s) for s in out[1:6]] == [films.expected(t) for t in tracks]
+    assert out[6]["codec_type"] == "attachment"
+    assert films.chapters(output) == films.chapters(hdr_film)
+    assert films.format_tags(output)["title"] == films.FILM_TITLE
+
+    # The copy engine's lossless H.264 keeps the 10 bits, the colour tags and, as SEI,
+    # the mastering display (137) and light levels (144).
+    video = probe(output).video
+    assert (video.pix_fmt, video.color_primaries, video.color_transfer) == (
+        "yuv420p10le",
+        "bt2020",
+        "smpte2084",
+    )
+    assert {137, 144} <= films.sei_payload_types(output)
+
+
+def test_a_track_the_output_cannot_hold_fails_before_any_segment(
+    harness: Harness, hdr_film: Path
+) -> None:
+    harness.start_operator("--standalone")
+    harness.create_videojob("pgs-in-mp4", hdr_film, encoding={"container": "mp4"})
+    vj = harness.wait_phase("pgs-in-mp4", "Failed", "Succeeded", timeout=120)
+    status = vj["status"]
+    assert status["phase"] == "Failed", status
+    assert "hdmv_pgs_subtitle" in status["message"] and "mkv" in status["message"], status
+    assert harness.segments("pgs-in-mp4") == []
