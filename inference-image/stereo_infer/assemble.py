@@ -10,11 +10,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from stereo_infer.engines.formats import StereoFormat
 from stereo_infer.errors import AssembleInputError, BadInputError, MediaError
 from stereo_infer.ffmpeg import run_ffmpeg, run_ffprobe_json
 from stereo_infer.framerate import plan_rate
 from stereo_infer.probe import MediaInfo, count_frames, probe
 from stereo_infer.progress import ProgressReporter
+from stereo_infer.stereo_tags import tag_stereo
 from stereo_infer.tracks import Container, OutputTrack, output_tracks
 from stereo_types.plan import SplitPlan
 
@@ -119,11 +121,13 @@ def assemble(
     *,
     source: Path | str | None = None,
     container: Container | str | None = None,
+    stereo_format: StereoFormat | None = None,
     show_progress: bool = True,
 ) -> AssembleResult:
     """Join ``segment_files`` (in plan order) into ``output``, with every other track of
     ``source`` (a path or the URL of ``stereo_infer.source``), its chapters and metadata
-    muxed in sync.
+    muxed in sync, and tagged with the stereo layout of ``stereo_format``
+    (``stereo_infer.stereo_tags``).
 
     The output appears under its final name only once complete.
     """
@@ -149,6 +153,8 @@ def assemble(
             ],
             progress=progress,
         )
+        if stereo_format is not None:
+            tag_stereo(joined, stereo_format)
         run_ffmpeg(_mux_args(joined, tracks, kind, partial))
         frames = count_frames(partial)
         if progress is not None:
@@ -227,7 +233,8 @@ def _mux_args(video: Path, source: _Source | None, kind: Container, target: Path
                 outputs += [f"-metadata:s:{position}", f"handler_name={track.title}"]
         outputs += ["-map_metadata", "1", "-map_chapters", "1"]
     if kind is Container.MP4:
-        outputs += ["-movflags", "+faststart"]
+        # "unofficial": the stereo and spherical boxes of the joined video are written too.
+        outputs += ["-movflags", "+faststart", "-strict", "unofficial"]
     return [*inputs, *outputs, "-f", _MUXERS[kind], str(target)]
 
 

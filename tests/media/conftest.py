@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from stereo_infer.assemble import AssembleResult, Container, assemble
+from stereo_infer.engines.formats import StereoFormat
 from stereo_types.plan import SplitPlan
 from tests.media.pipeline import (
     ConvertAll,
@@ -147,8 +148,9 @@ def roundtrip(tmp_path: Path) -> Roundtrip:
         *,
         pre_roll: int = 0,
         container: Container = Container.MP4,
+        stereo_format: StereoFormat | None = None,
     ) -> tuple[SplitPlan, AssembleResult]:
-        work = tmp_path / f"rt-{segment_seconds}-{pre_roll}-{container}"
+        work = tmp_path / f"rt-{segment_seconds}-{pre_roll}-{container}-{stereo_format}"
         plan = plan_local(source, work / "segments", segment_seconds, pre_roll=pre_roll)
         outputs = convert_segments(plan)
         result = assemble(
@@ -156,6 +158,7 @@ def roundtrip(tmp_path: Path) -> Roundtrip:
             outputs,
             work / f"result.{container}",
             source=source,
+            stereo_format=stereo_format,
             show_progress=False,
         )
         return plan, result

@@ -11,8 +11,7 @@ from stereo_infer.errors import BadInputError
 from stereo_infer.planner import plan_source
 from stereo_infer.targets import LocalTargets
 from tests.media import films
-from tests.media.conftest import Roundtrip
-from tests.media.pipeline import convert_segments, payload_hashes, plan_local
+from tests.media.pipeline import Roundtrip, convert_segments, payload_hashes, plan_local
 
 PGS_REFUSED = (
     r'subtitle track 5 \(hdmv_pgs_subtitle, ger, "Deutsch \(PGS\)"\) cannot go into an mp4'

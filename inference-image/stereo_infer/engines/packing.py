@@ -15,8 +15,8 @@ Views are ``(N, 3, H, W)`` float RGB in 0..1; the packed frame has the size
   degrees (the eye's width spans 180 degrees of azimuth, its height 180 degrees
   of elevation), showing the frame as a flat virtual screen straight ahead that
   spans ``VR180_SCREEN_FOV`` degrees horizontally at the frame's aspect ratio,
-  black around it. No spherical or stereo metadata is written into the file;
-  players need the layout chosen by hand or by a ``_180x180_LR`` file name.
+  black around it. The assemble step writes the VR180 metadata players read
+  (``stereo_infer.stereo_tags``).
 """
 
 from __future__ import annotations
