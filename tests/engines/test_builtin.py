@@ -15,7 +15,14 @@ from stereo_infer.engines import EngineJob
 from stereo_infer.engines.formats import StereoFormat, output_size
 from stereo_infer.probe import probe
 from stereo_infer.window import SegmentInput
-from tests.engines.videos import packets, read_frames, stream_info
+from tests.engines.videos import (
+    make_testsrc,
+    packets,
+    read_frames,
+    scene_frame,
+    stream_info,
+    write_frames,
+)
 
 if TYPE_CHECKING:
     from stereo_infer.engines.builtin import BuiltinEngine
@@ -224,3 +231,28 @@ def test_a_broken_input_is_bad_input(builtin_engine: BuiltinEngine, tmp_path: Pa
     args = ["convert", "--input", str(garbage), "--output", str(tmp_path / "o.mp4")]
     args += ["--format", "full-sbs", "--engine", "builtin", "--depth-model", "Prior"]
     assert main(args) == exitcodes.BAD_INPUT
+
+
+def test_a_854_wide_half_sbs_keeps_its_size_in_420(
+    builtin_engine: BuiltinEngine, engine_media: Path, tmp_path: Path
+) -> None:
+    # 427 columns per eye.
+    source = make_testsrc(engine_media / "fwvga.mp4", size="854x480", frames=3)
+    out = convert(builtin_engine, source, tmp_path / "half.mp4", StereoFormat.HALF_SBS)
+    info = stream_info(out)
+    assert (info["width"], info["height"], info["pix_fmt"]) == (854, 480, "yuv420p")
+    assert len(packets(out)) == 3
+
+
+def test_an_odd_444_source_comes_out_420_padded_to_even(
+    builtin_engine: BuiltinEngine, engine_media: Path, tmp_path: Path
+) -> None:
+    frames = [scene_frame(161, 91, 30, seed=i) for i in range(2)]
+    source = write_frames(engine_media / "odd-444.mp4", frames)
+    assert stream_info(source)["pix_fmt"] == "yuv444p"
+    out = convert(builtin_engine, source, tmp_path / "sbs.mp4", StereoFormat.FULL_SBS)
+    info = stream_info(out)
+    # 322 x 91 packed, one black row added for 4:2:0.
+    assert (info["width"], info["height"], info["pix_fmt"]) == (322, 92, "yuv420p")
+    frame = read_frames(out)[0]
+    assert frame[-1].max() <= 20 and frame[:-1].mean() > 20

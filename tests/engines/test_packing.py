@@ -86,3 +86,12 @@ def test_vr180_screen_keeps_left_right_order() -> None:
     visible = middle[middle > 0]
     assert len(visible) > W // 4
     assert (visible[1:] >= visible[:-1] - 1e-4).all()  # not mirrored
+
+
+def test_an_odd_half_gives_the_left_view_the_extra_column() -> None:
+    # 855 wide: the left view gets 428 columns, the right 427.
+    left, right = torch.zeros(1, 3, 4, 855), torch.ones(1, 3, 4, 855)
+    half = pack(StereoFormat.HALF_SBS, left, right)
+    assert half.shape[-1] == 855
+    assert torch.allclose(half[..., :428], torch.zeros(1, 3, 4, 428), atol=1e-5)
+    assert torch.allclose(half[..., 428:], torch.ones(1, 3, 4, 427), atol=1e-5)

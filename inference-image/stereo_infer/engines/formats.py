@@ -58,10 +58,20 @@ def geometry(fmt: StereoFormat) -> FormatGeometry:
 
 
 def output_size(fmt: StereoFormat, width: int, height: int) -> FrameSize:
-    """Frame size of the stereo output for an input of ``width`` x ``height``."""
+    """Frame size of the stereo output for an input of ``width`` x ``height``.
+
+    A half format keeps the input's size; when that is odd, the left (or top) view gets
+    the extra pixel: 855 wide gives views of 428 and 427.
+    """
     geo = GEOMETRY[fmt]
     if geo.half or geo.layout is Layout.ANAGLYPH:
         return FrameSize(width, height)
     if geo.layout is Layout.SIDE_BY_SIDE:
         return FrameSize(2 * width, height)
     return FrameSize(width, 2 * height)
+
+
+def encoded_size(size: FrameSize) -> FrameSize:
+    """The size an output frame is encoded at: rounded up to even, since the 4:2:0 players
+    decode halves both. The added column or row is black, at the right or bottom edge."""
+    return FrameSize(size.width + size.width % 2, size.height + size.height % 2)

@@ -22,6 +22,7 @@ from typing import IO, Any
 import numpy as np
 
 from stereo_infer.encoding import VideoEncoding
+from stereo_infer.engines.formats import FrameSize, encoded_size
 from stereo_infer.errors import MediaError, ToolMissingError
 from stereo_infer.ffmpeg import FFMPEG, classify_failure
 from stereo_infer.framerate import FrameRate
@@ -71,13 +72,10 @@ def samples_for(video: VideoInfo) -> Samples:
     return SIXTEEN_BIT if video.bit_depth > 8 else EIGHT_BIT
 
 
-def output_pix_fmt(width: int, height: int, *, deep: bool = False) -> str:
-    """4:2:0 where the size allows it (what players expect), else 4:4:4; 10 bits if ``deep``.
-
-    A 4:2:2 or 4:4:4 source is turned into 4:2:0 on purpose: players expect it.
-    """
-    chroma = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
-    return f"{chroma}10le" if deep else chroma
+def output_pix_fmt(*, deep: bool) -> str:
+    """4:2:0, what players expect (a 4:2:2 or 4:4:4 source is converted on purpose), in
+    10 bits for a deep source."""
+    return "yuv420p10le" if deep else "yuv420p"
 
 
 class _Process:
@@ -175,11 +173,14 @@ class FrameEncoder(_Process):
     ) -> None:
         self.width, self.height = width, height
         samples = samples_for(colour_of)
-        out_fmt = output_pix_fmt(width, height, deep=samples.deep)
+        out_fmt = output_pix_fmt(deep=samples.deep)
         scale = (
             f"scale=out_color_matrix={colour_matrix(colour_of)}:"
             f"out_range={colour_range(colour_of)},format={out_fmt}"
         )
+        even = encoded_size(FrameSize(width, height))
+        if even != (width, height):
+            scale = f"pad={even.width}:{even.height},{scale}"
         args = ["-f", "rawvideo", "-pix_fmt", samples.pix_fmt, "-video_size", f"{width}x{height}"]
         # Frame i is stamped i / rate: the output starts at 0 on the exact grid.
         args += ["-framerate", str(rate), "-i", "pipe:0", "-map", "0:v", "-vf", scale]
