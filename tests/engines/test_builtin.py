@@ -7,11 +7,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
+import torch
 
 from stereo_infer import exitcodes
 from stereo_infer.cli import main
 from stereo_infer.encoding import VideoEncoding
-from stereo_infer.engines import EngineJob
+from stereo_infer.engines import EngineJob, EngineOptions
+from stereo_infer.engines.depth import PriorDepth, StreamState
 from stereo_infer.engines.formats import StereoFormat, output_size
 from stereo_infer.probe import probe
 from stereo_infer.window import SegmentInput
@@ -256,3 +258,43 @@ def test_an_odd_444_source_comes_out_420_padded_to_even(
     assert (info["width"], info["height"], info["pix_fmt"]) == (322, 92, "yuv420p")
     frame = read_frames(out)[0]
     assert frame[-1].max() <= 20 and frame[:-1].mean() > 20
+
+
+class MemoryBoundPrior(PriorDepth):
+    """The prior on a device that holds two frames at a time; its state counts the frames."""
+
+    temporal = True
+
+    def estimate(self, frames: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
+        assert state is not None
+        if len(frames) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        result = super().estimate(frames, state)
+        state.range = torch.tensor(len(frames)) + (0 if state.range is None else state.range)
+        # Out of memory after the state moved on: the retry must not count these again.
+        if len(frames) == 2 and int(state.range) == 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+        return result
+
+
+def test_out_of_memory_halves_the_batch_and_goes_on(tiny_clip: Path) -> None:
+    from stereo_infer.engines.builtin import BuiltinEngine
+
+    engine = BuiltinEngine(EngineOptions(device="cpu", batch_size=8))
+    job = EngineJob(
+        input=SegmentInput(str(tiny_clip), probe(tiny_clip).video),
+        output_path=Path("unused.mp4"),
+        stereo_format=StereoFormat.HALF_SBS,
+        divergence=4.0,
+        convergence=0.5,
+        encoding=VideoEncoding(),
+        depth_model="Prior",
+    )
+    frames = read_frames(tiny_clip)[:5].copy()
+    state = StreamState()
+    out = engine.render_fitting(frames, MemoryBoundPrior(), state, job)
+    # 5 frames fail, then 2 (after moving the state), then one at a time: each counted once.
+    assert engine.fit == 1
+    assert state.range is not None and int(state.range) == 5
+    expected = engine.render(frames, PriorDepth(), StreamState(), job)
+    assert np.array_equal(out, expected)

@@ -12,7 +12,9 @@ Decoding and encoding run in their own ffmpeg processes fed by two threads,
 so on a GPU they overlap with the compute; the queues hold at most a few
 batches, so memory is bounded whatever the video's length. The device is
 CUDA when torch sees one (or as ``EngineOptions.device`` says), else the CPU;
-the neural depth model runs under fp16 autocast on CUDA.
+the neural depth model runs under fp16 autocast on CUDA. When the device runs
+out of memory, the batch is halved and the conversion goes on in the same
+process (``render_fitting``).
 
 Pre-roll frames are decoded and then dropped. A temporal depth estimator
 (one that carries state across frames) still sees them, to warm up; a
@@ -23,6 +25,8 @@ the input's after the pre-roll exactly.
 
 from __future__ import annotations
 
+import copy
+import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -44,8 +48,10 @@ from stereo_infer.engines.dibr import render_views
 from stereo_infer.engines.formats import StereoFormat, output_size
 from stereo_infer.engines.packing import pack
 from stereo_infer.engines.rawvideo import FrameDecoder, FrameEncoder
-from stereo_infer.errors import MediaError
+from stereo_infer.errors import MediaError, TransientError
 from stereo_infer.progress import ProgressReporter
+
+_log = logging.getLogger(__name__)
 
 # Batches waiting between the stages: enough to keep each stage busy.
 QUEUE_DEPTH = 2
@@ -75,6 +81,8 @@ class BuiltinEngine:
         self.options = options or EngineOptions()
         self.device = resolve_device(self.options.device)
         self.batch_size = self.options.batch_size or default_batch_size(self.device)
+        # Frames one render may take: the batch size until the device runs out of memory.
+        self.fit = self.batch_size
         if self.device.type == "cpu":
             # Process-wide: a converting process runs one engine.
             torch.set_num_threads(cpu_threads())
@@ -114,7 +122,7 @@ class BuiltinEngine:
         state = StreamState()
 
         def render(batch: np.ndarray) -> np.ndarray:
-            return self.render(batch, estimator, state, job)
+            return self.render_fitting(batch, estimator, state, job)
 
         decoder = FrameDecoder(job.input)
         try:
@@ -125,6 +133,33 @@ class BuiltinEngine:
             decoder.kill()
             raise
         _Pipeline(decoder, encoder, self.batch_size, skip, drop, render, progress).run()
+
+    def render_fitting(
+        self, batch: np.ndarray, estimator: DepthEstimator, state: StreamState, job: EngineJob
+    ) -> np.ndarray:
+        """``render`` in chunks of at most ``fit`` frames, halving ``fit`` whenever the
+        device runs out of memory and going on in the same process, the stream's state
+        as it was before the failed chunk."""
+        done: list[np.ndarray] = []
+        start = 0
+        while start < len(batch):
+            chunk = batch[start : start + self.fit]
+            before = copy.copy(state)
+            try:
+                done.append(self.render(chunk, estimator, state, job))
+            except torch.OutOfMemoryError as exc:
+                if len(chunk) == 1:
+                    raise TransientError(f"out of device memory for a single frame: {exc}") from exc
+                vars(state).update(vars(before))
+                self.fit = len(chunk) // 2
+                _log.warning(
+                    "out of device memory at %d frames a batch: now %d", len(chunk), self.fit
+                )
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            start += len(chunk)
+        return done[0] if len(done) == 1 else np.concatenate(done)
 
     @torch.inference_mode()
     def render(
