@@ -31,6 +31,10 @@ class InputNotFoundError(BadInputError):
     """An input file or object does not exist."""
 
 
+class SourceChangedError(BadInputError):
+    """The source is not the version first read: replaced while a VideoJob reads it."""
+
+
 class UnsupportedUriError(BadInputError):
     """A URI scheme this image cannot read or write."""
 

@@ -1,18 +1,22 @@
 """Getting inputs onto local disk and publishing finished outputs.
 
-Local paths and ``file://`` URIs are handled here. ``s3://`` and ``gs://`` go
-to ``stereo_storage`` (``open_store(uri, config)`` with ``download_file`` / ``upload_file``),
-configured by ``STEREO_STORAGE_CONFIG``: a ``StorageConfig`` as JSON, which the Helm chart
-puts in every Job's environment (endpoint, region, path-style addressing); unset, the SDKs'
-defaults apply.
+Local paths and ``file://`` URIs are handled here, ``http://`` and ``https://`` (inputs
+only) by ``stereo_infer.httpsource``. ``s3://`` and ``gs://`` go to ``stereo_storage``
+(``open_store(uri, config)`` with ``download_file`` / ``upload_file``), configured by
+``STEREO_STORAGE_CONFIG``: a ``StorageConfig`` as JSON, which the Helm chart puts in every
+Job's environment (endpoint, region, path-style addressing); unset, the SDKs' defaults apply.
 
 Publishing is atomic: a storage event or a directory listing never shows a
 half-written object, so "the object exists" means "the step is done".
 """
 
+import logging
 import os
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
 from pydantic import ValidationError
@@ -24,10 +28,19 @@ from stereo_infer.errors import (
     TransientError,
     UnsupportedUriError,
 )
+from stereo_infer.httpsource import HttpObject, is_http
 from stereo_storage import ObjectNotFound, ObjectStore, StorageConfig, open_store
 
 REMOTE_SCHEMES = frozenset({"s3", "gs"})
 STORAGE_CONFIG_ENV = "STEREO_STORAGE_CONFIG"
+
+# Tries of a read that fails transiently (a piece of a ranged read: one that moves data
+# restarts the count), waiting RETRY_DELAY seconds after the first failure, doubled after each.
+READ_ATTEMPTS = 4
+RETRY_DELAY = 0.5
+
+_log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def storage_config() -> StorageConfig | None:
@@ -77,8 +90,13 @@ def fetch_input(uri: str, dest_dir: Path) -> Path:
         if not path.is_file():
             raise InputNotFoundError(f"input not found: {uri}")
         return path
-    store = store_for(uri)
     dest_dir.mkdir(parents=True, exist_ok=True)
+    if is_http(uri):
+        source = HttpObject.at(uri)
+        target = dest_dir / source.name
+        retrying(lambda: source.download(target), f"cannot download {source.display}")
+        return target
+    store = store_for(uri)
     target = dest_dir / (uri.rstrip("/").rsplit("/", 1)[-1] or "input")
     try:
         store.download_file(uri, target)
@@ -102,6 +120,8 @@ def publish_output(local: Path, uri: str) -> None:
 
 def storage_error(exc: Exception, context: str) -> StereoInferError:
     """Classify a stereo_storage failure: missing object, permanent, or retryable."""
+    if isinstance(exc, StereoInferError):
+        return exc  # classified already (stereo_infer.httpsource)
     message = f"{context}: {exc}"
     if isinstance(exc, FileNotFoundError | ObjectNotFound):
         return InputNotFoundError(message)
@@ -110,6 +130,29 @@ def storage_error(exc: Exception, context: str) -> StereoInferError:
     if getattr(exc, "retryable", True):
         return TransientError(message)
     return BadInputError(message)
+
+
+def retry_delay(failures: int) -> float:
+    """Seconds to wait after the ``failures``-th failure in a row."""
+    return RETRY_DELAY * 2 ** (failures - 1)
+
+
+def retrying(call: Callable[[], T], context: str) -> T:
+    """``call()``, tried again after a transient failure (READ_ATTEMPTS tries in all)."""
+    failures = 0
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            error = storage_error(exc, context)
+            failures += 1
+            if not isinstance(error, TransientError) or failures >= READ_ATTEMPTS:
+                if error is exc:
+                    raise
+                raise error from exc
+            delay = retry_delay(failures)
+            _log.warning("%s; trying again in %.1f s", error, delay)
+            time.sleep(delay)
 
 
 def _publish_local(local: Path, dest: Path) -> None:

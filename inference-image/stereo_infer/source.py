@@ -1,11 +1,14 @@
-"""Reading a source video in place: ffmpeg opens s3:// and gs:// objects over HTTP.
+"""Reading a source video in place: ffmpeg opens s3://, gs:// and http(s):// objects over HTTP.
 
 A Job needs only its own part of a source that may be hundreds of gigabytes, so instead
 of downloading it, ``open_source`` serves the object on 127.0.0.1 from inside this
 process and ffmpeg reads it with Range requests, as it would a web server's file. Each
-request becomes a ranged read through ``stereo_storage``, so the store's credentials and
-endpoint settings apply unchanged. Local paths and ``file://`` URIs are given to ffmpeg as
-they are.
+request becomes a ranged read through ``stereo_storage`` (so the store's credentials and
+endpoint settings apply unchanged) or, for an http(s):// source, a ranged GET of the
+version first read (``stereo_infer.httpsource``); either way the retries are this
+module's, and ffmpeg only ever talks to 127.0.0.1. A web server that does not serve byte
+ranges is downloaded once, to local scratch, and read from there. Local paths and
+``file://`` URIs are given to ffmpeg as they are.
 
 with open_source("s3://bucket/movie.mp4") as source:
     subprocess.run(["ffmpeg", *FFMPEG_HTTP_INPUT_ARGS, "-ss", "600", "-i", source.url, ...])
@@ -13,24 +16,42 @@ with open_source("s3://bucket/movie.mp4") as source:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import re
 import socket
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from stereo_infer.errors import InputNotFoundError, TransientError
-from stereo_infer.io import is_local, local_path, storage_error, store_for
-from stereo_storage import ObjectStore, StorageError
+from stereo_infer.errors import (
+    InputNotFoundError,
+    SourceChangedError,
+    StereoInferError,
+    TransientError,
+)
+from stereo_infer.httpsource import HttpObject, is_http
+from stereo_infer.io import (
+    READ_ATTEMPTS,
+    is_local,
+    local_path,
+    retry_delay,
+    retrying,
+    scheme_of,
+    storage_error,
+    store_for,
+)
+from stereo_storage import StorageError
 
 _log = logging.getLogger(__name__)
 
@@ -41,10 +62,6 @@ _log = logging.getLogger(__name__)
 # prematurely" and exits 0 with the frames it has; with it, ffmpeg asks again from
 # the byte it stopped at (after 0, 1, 3 and 7 s, then it fails).
 FFMPEG_HTTP_INPUT_ARGS: list[str] = ["-reconnect", "1", "-reconnect_delay_max", "10"]
-
-# Tries per piece of a response; a try that moves data restarts the count.
-READ_ATTEMPTS = 4
-_RETRY_DELAY = 0.5  # seconds, doubled per failed try
 
 # ffmpeg asks for "everything from here" and hangs up when it seeks, several times
 # while it opens a file. So the store is read in windows that start small and grow
@@ -108,6 +125,9 @@ class OpenSource:
 
     url: str  # a local path, or http://127.0.0.1:PORT/source/<name>
     size: int  # bytes
+    # The source's URI for the Jobs that read it later: file:// for a local path, and for
+    # an http(s):// source pinned to the version read here (stereo_infer.httpsource).
+    uri: str
     _served: _ByteCounter | None = field(default=None, repr=False, compare=False)
 
     def bytes_read(self) -> int:
@@ -115,13 +135,21 @@ class OpenSource:
         return 0 if self._served is None else self._served.total
 
 
+# Bytes [start, end) of the object, in chunks, asked for on the first next(); a failure
+# raises a stereo_storage error or a classified stereo_infer one.
+ReadRange = Callable[[int, int], Iterator[bytes]]
+
+
 @dataclass
 class _RemoteObject:
-    store: ObjectStore
-    uri: str
+    read_range: ReadRange
+    uri: str  # for messages
     size: int
     path: str  # the URL path it is served at
     served: _ByteCounter
+    # The first error meaning the object is gone or not the one first read: whatever a
+    # reader makes of the failed answer, open_source raises this.
+    lost: StereoInferError | None = None
 
     def chunks(self, start: int, end: int) -> Iterator[bytes]:
         """Bytes [start, end), retrying a failed read from the byte it stopped at."""
@@ -129,7 +157,7 @@ class _RemoteObject:
         while pos < end:
             stop = min(pos + window, end)
             try:
-                for chunk in self.store.read_range(self.uri, pos, stop):
+                for chunk in self.read_range(pos, stop):
                     pos += len(chunk)
                     failures = 0
                     yield chunk
@@ -141,8 +169,12 @@ class _RemoteObject:
                 error = storage_error(exc, f"cannot read {self.uri}")
                 failures += 1
                 if not isinstance(error, TransientError) or failures >= READ_ATTEMPTS:
+                    if isinstance(error, InputNotFoundError | SourceChangedError):
+                        self.lost = self.lost or error
+                    if error is exc:
+                        raise
                     raise error from exc
-                time.sleep(_RETRY_DELAY * 2 ** (failures - 1))
+                time.sleep(retry_delay(failures))
 
 
 class _SourceServer(ThreadingHTTPServer):
@@ -253,15 +285,27 @@ class _RangeHandler(BaseHTTPRequestHandler):
 def open_source(uri: str) -> Iterator[OpenSource]:
     """A URL ffmpeg can read ``uri`` from, valid inside the block.
 
-    Raises InputNotFoundError when the object is missing, and the other stereo_infer
-    errors ``fetch_input`` raises for a store that cannot be reached.
+    Raises InputNotFoundError when the object is missing, SourceChangedError when an
+    http(s) source is not the version its URI pins (or first read), and the other
+    stereo_infer errors ``fetch_input`` raises for a store that cannot be reached.
     """
-    if is_local(uri):
-        path = local_path(uri)
-        if not path.is_file():
-            raise InputNotFoundError(f"input not found: {uri}")
-        yield OpenSource(str(path), path.stat().st_size)
-        return
+    opener = _open_local if is_local(uri) else _open_http if is_http(uri) else _open_stored
+    with opener(uri) as source:
+        yield source
+
+
+@contextmanager
+def _open_local(uri: str) -> Iterator[OpenSource]:
+    path = local_path(uri)
+    if not path.is_file():
+        raise InputNotFoundError(f"input not found: {uri}")
+    # Later Jobs name it as a URI (another working directory).
+    named = path.resolve().as_uri() if scheme_of(uri) == "" else uri
+    yield OpenSource(str(path), path.stat().st_size, named)
+
+
+@contextmanager
+def _open_stored(uri: str) -> Iterator[OpenSource]:
     with store_for(uri) as store:
         try:
             stat = store.stat(uri)
@@ -271,10 +315,46 @@ def open_source(uri: str) -> Iterator[OpenSource]:
             raise InputNotFoundError(f"input not found: {uri}")
         # The name ends the URL: ffmpeg guesses some containers from the extension.
         name = uri.rstrip("/").rsplit("/", 1)[-1] or "input"
-        served = _ByteCounter()
-        source = _RemoteObject(store, uri, stat.size, f"/source/{quote(name)}", served)
-        with _serving(source) as port:
-            yield OpenSource(f"http://127.0.0.1:{port}{source.path}", stat.size, served)
+        read_range = functools.partial(store.read_range, uri)
+        with _served(read_range, uri, stat.size, name, uri) as source:
+            yield source
+
+
+@contextmanager
+def _open_http(uri: str) -> Iterator[OpenSource]:
+    """An http(s) source: served from its server's byte ranges, else from a local copy."""
+    unread = HttpObject.at(uri)
+    remote = retrying(unread.probe, f"cannot read {unread.display}")
+    if remote.ranges and remote.size is not None:
+        with _served(remote.read_range, remote.display, remote.size, remote.name, remote.uri) as s:
+            yield s
+        return
+    _log.warning(
+        "%s does not serve byte ranges: downloading it once, to local scratch", remote.display
+    )
+    with tempfile.TemporaryDirectory(prefix="stereo-source-") as tmp:
+        path = Path(tmp) / remote.name
+        copied = retrying(lambda: remote.download(path), f"cannot download {remote.display}")
+        yield OpenSource(str(path), path.stat().st_size, copied.uri)
+
+
+@contextmanager
+def _served(
+    read_range: ReadRange, label: str, size: int, name: str, uri: str
+) -> Iterator[OpenSource]:
+    """The object ``read_range`` reads, served on 127.0.0.1 as ``/source/<name>``."""
+    source = _RemoteObject(read_range, label, size, f"/source/{quote(name)}", _ByteCounter())
+    with _serving(source) as port:
+        url = f"http://127.0.0.1:{port}{source.path}"
+        try:
+            yield OpenSource(url, source.size, uri, source.served)
+        except Exception as exc:
+            # ffmpeg's "Server returned 502" says less than why the server returned it.
+            if source.lost is not None:
+                raise source.lost from exc
+            raise
+    if source.lost is not None:
+        raise source.lost
 
 
 @contextmanager

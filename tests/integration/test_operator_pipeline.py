@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import ipaddress
 import socket
 import threading
 import time
@@ -19,6 +20,7 @@ from tests.operator.harness import (
     frame_count,
     operator_requests,
 )
+from tests.servers.web import WebServer
 
 # The fixtures (cluster_access, harness, media) live in the harness module.
 pytest_plugins = ["tests.operator.harness"]
@@ -131,3 +133,40 @@ def test_happy_path_with_the_stub_backend(harness: Harness, media: dict) -> None
     # The rest is per VideoJob: split/assemble Jobs, kopf's finalizer, phase Events.
     per_videojob = len(writes) - 4 * total - by_kind["patch videojobs/status"]
     assert per_videojob <= 10, dict(by_kind)
+
+
+def pod_reachable_host(api: client.ApiClient) -> str:
+    """A node's bridge gateway: a host address that pods in their own network reach."""
+    for node in client.CoreV1Api(api).list_node().items:
+        if node.spec.pod_cidr and not node.spec.taints:
+            return str(ipaddress.IPv4Network(node.spec.pod_cidr).network_address + 1)
+    raise AssertionError("no untainted node with a pod range: pod networking is off")
+
+
+def test_an_http_source(harness: Harness, media: dict, api: client.ApiClient) -> None:
+    """A VideoJob whose source is an http:// URL on a web server outside the cluster: the
+    split, inference and assemble Jobs all read it with ranged GETs of the planned version."""
+    source = media["4s"]
+    with WebServer(host=pod_reachable_host(api)) as web:
+        url = web.put("films/four.mp4", source.read_bytes())
+        harness.start_operator()
+        harness.create_videojob("web", url, parallelism=2)
+        vj = harness.wait_phase("web", "Succeeded", "Failed", timeout=120)
+        gets = web.gets("films/four.mp4")
+    status = vj["status"]
+    assert status["phase"] == "Succeeded", status
+    output = file_path(status["outputUri"])
+    assert frame_count(output) == frame_count(source)
+    assert abs(audio_duration(output) - audio_duration(source)) <= 1 / 24 + 1e-6
+
+    segments = harness.segments("web")
+    assert len(segments) == status["segmentsTotal"] == 4
+    # Each segment reads the source pinned to the version the split Job planned.
+    served = web.files["films/four.mp4"]
+    assert all(s["spec"]["inputUri"].startswith(f"{url}#pin-size=") for s in segments)
+    # Only ranged reads: one first-byte probe per Job (split, 4 inference, assemble) at
+    # least, then windows, each pinned with If-Match.
+    assert gets and all(r.status == 206 for r in gets), [r.status for r in gets]
+    probes = [r for r in gets if r.headers.get("Range") == "bytes=0-0"]
+    assert len(probes) >= 6
+    assert all(r.headers.get("If-Match") == served.etag_value for r in gets[1:])

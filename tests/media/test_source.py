@@ -343,7 +343,7 @@ def flaky(
         return store
 
     monkeypatch.setattr(source_module, "store_for", store_for)
-    monkeypatch.setattr(source_module, "_RETRY_DELAY", 0.01)
+    monkeypatch.setattr(stereo_infer.io, "RETRY_DELAY", 0.01)
     return reads
 
 
