@@ -1,37 +1,59 @@
-"""The iw3 adapter: the pure argument translation, and the in-process call flow.
+"""The iw3 engine: the pure argument translation, and real runs of iw3's own code.
 
-nunif is never installed in CI; the call-flow test puts a stand-in ``iw3``
-package on ``sys.path`` that has iw3's API shape (``create_parser``,
-``set_state_args``, ``iw3_main``) and writes its output with ffmpeg.
+iw3 runs in-process from the pinned nunif snapshot that scripts/setup unpacks outside the
+repository (tests/nunif.py), with its weight-free settings: depth model ``NULL`` (resize and
+grey mean: bright is near) and stereo method ``forward_fill``.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+import re
 import sys
-import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
+import numpy as np
 import pytest
 
 from stereo_infer import exitcodes
 from stereo_infer.cli import main
 from stereo_infer.encoding import VideoEncoding
 from stereo_infer.engines import EngineJob, EngineOptions, get_engine
-from stereo_infer.engines.formats import StereoFormat
+from stereo_infer.engines.formats import FrameSize, StereoFormat, output_size
 from stereo_infer.engines.iw3 import (
     FORMAT_FLAGS,
+    METHOD_ENV,
     Iw3Call,
     Iw3Engine,
     gpu_index,
     iw3_arguments,
-    iw3_installed,
 )
 from stereo_infer.errors import BadInputError, UnknownEngineError
 from stereo_infer.probe import probe
 from stereo_infer.window import SegmentInput
-from tests.engines.videos import packets, stream_info
+from tests.engines.test_builtin import square_centre
+from tests.engines.videos import (
+    make_testsrc,
+    packets,
+    read_frames,
+    scene_frame,
+    stream_info,
+    write_frames,
+)
+from tests.nunif import NUNIF_COMMIT, ROOT, nunif_dir, require_nunif
+
+DEPTH_MODEL = "NULL"
+METHOD = "forward_fill"
+# The clip most tests convert: iw3's NULL model works at 392x392 whatever the input, so
+# frames, not pixels, set the time.
+CLIP_SIZE, CLIP_FRAMES = (64, 48), 6
+
+# -- The argument translation (pure) ----------------------------------------------------------
 
 
 def call(**changes: object) -> Iw3Call:
@@ -57,6 +79,7 @@ def test_settings_translate_to_iw3_options() -> None:
     assert option(args, "--input") == "/work/in.mp4"
     assert option(args, "--output") == "/work/out.mp4"
     assert option(args, "--depth-model") == "Any_V2_S"
+    assert option(args, "--method") == "row_flow_v3"
     assert option(args, "--divergence") == "2.5"
     assert option(args, "--convergence") == "0.3"
     assert option(args, "--gpu") == "0"
@@ -94,9 +117,10 @@ def test_frame_rate_is_never_capped(fps: Fraction) -> None:
     assert max_fps > fps and max_fps >= 1000
 
 
-def test_device_and_batch_options() -> None:
-    args = iw3_arguments(call(gpu=-1, batch_size=4))
+def test_device_method_and_batch_options() -> None:
+    args = iw3_arguments(call(gpu=-1, batch_size=4, method="forward_fill"))
     assert option(args, "--gpu") == "-1" and option(args, "--batch-size") == "4"
+    assert option(args, "--method") == "forward_fill"
     assert gpu_index("cpu", True) == -1
     assert gpu_index("cuda:2", False) == 2
     assert gpu_index("cuda", False) == 0
@@ -107,8 +131,20 @@ def test_translation_is_pure() -> None:
     assert iw3_arguments(call()) == iw3_arguments(call())
 
 
-@pytest.mark.skipif(iw3_installed(), reason="nunif is installed here")
-def test_missing_iw3_is_a_clear_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_image_and_the_tests_pin_one_nunif_commit() -> None:
+    dockerfile = (ROOT / "inference-image" / "Dockerfile").read_text()
+    setup = (ROOT / "scripts" / "setup").read_text()
+    assert re.findall(r"^ARG NUNIF_COMMIT=(\w+)$", dockerfile, re.M) == [NUNIF_COMMIT]
+    assert re.findall(r"^nunif_commit=(\w+)$", setup, re.M) == [NUNIF_COMMIT]
+
+
+def test_missing_iw3_is_a_clear_bad_input(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Whatever ran before: no nunif on the path, no iw3 imported.
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if Path(p) != nunif_dir()])
+    for name in [m for m in sys.modules if m == "iw3" or m.startswith("iw3.")]:
+        monkeypatch.delitem(sys.modules, name)
     with pytest.raises(UnknownEngineError, match="iw3 is not installed in this image") as info:
         get_engine("iw3")
     assert info.value.exit_code == exitcodes.BAD_INPUT
@@ -117,153 +153,286 @@ def test_missing_iw3_is_a_clear_bad_input(capsys: pytest.CaptureFixture[str]) ->
     assert "iw3 is not installed in this image" in capsys.readouterr().err
 
 
-# A stand-in with iw3's API shape. Its parser declares the options the adapter
-# uses, with iw3's names, defaults and choices; iw3_main writes the packed
-# output with ffmpeg (B-frames on, as iw3's encoder does) and logs the call.
-FAKE_UTILS = textwrap.dedent(
-    """
-    import argparse, json, os, subprocess
-
-    LOADS = []
-    CALLS = []
-
-    class FakeDepthModel:
-        def __init__(self, name):
-            self.name = name
-            self._loaded = False
-            LOADS.append(name)
-        def loaded(self):
-            return self._loaded
-        def load(self, gpu, resolution=None, limit_resolution=False):
-            self._loaded = True
-
-    def create_parser(required_true=True):
-        p = argparse.ArgumentParser()
-        p.add_argument("--input", "-i", required=required_true)
-        p.add_argument("--output", "-o", required=required_true)
-        p.add_argument("--gpu", "-g", type=int, nargs="+", default=[-1])
-        p.add_argument("--divergence", "-d", type=float, default=2.0)
-        p.add_argument("--convergence", "-c", type=float, default=0.5)
-        p.add_argument("--max-fps", type=float, default=30)
-        p.add_argument("--batch-size", type=int, default=2)
-        p.add_argument("--crf", type=int, default=20)
-        p.add_argument("--preset", default="medium")
-        p.add_argument("--video-codec", "-vc", default=None)
-        p.add_argument("--pix-fmt", default="yuv420p")
-        p.add_argument("--yes", "-y", action="store_true", default=False)
-        p.add_argument("--depth-model", default="ZoeD_Any_N",
-                       choices=["ZoeD_N", "ZoeD_Any_N", "Any_S", "Any_V2_S", "NULL"])
-        p.add_argument("--resolution", type=int)
-        p.add_argument("--limit-resolution", action="store_true")
-        p.add_argument("--vr180", action="store_true")
-        p.add_argument("--half-sbs", action="store_true")
-        p.add_argument("--tb", action="store_true")
-        p.add_argument("--half-tb", action="store_true")
-        p.add_argument("--anaglyph", nargs="?", default=None, const="dubois",
-                       choices=["color", "gray", "dubois"])
-        p.add_argument("--cross-eyed", action="store_true")
-        return p
-
-    def set_state_args(args, stop_event=None, tqdm_fn=None, depth_model=None,
-                       suspend_event=None):
-        if depth_model is None:
-            depth_model = FakeDepthModel(args.depth_model)
-        args.state = {"depth_model": depth_model, "tqdm_fn": tqdm_fn,
-                      "stop_event": stop_event}
-        return args
-
-    def iw3_main(args):
-        assert args.yes, "iw3 would prompt"
-        model = args.state["depth_model"]
-        if not model.loaded():
-            model.load(gpu=args.gpu)
-        CALLS.append({"argv": vars(args).copy(), "model": id(model)})
-        bar = args.state["tqdm_fn"](desc="Frames", total=1, ncols=80)
-        graph = "[0:v]split[l][r];[l][r]hstack"
-        if args.half_sbs:
-            graph += ",scale=iw/2:ih"
-        subprocess.run(
-            ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", args.input,
-             "-filter_complex", graph, "-c:v", args.video_codec, "-crf", str(args.crf),
-             "-preset", args.preset, "-bf", "3", "-pix_fmt", args.pix_fmt, args.output],
-            check=True)
-        bar.update(1)
-        bar.close()
-        return args
-    """
-)
+# -- iw3's real code ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def fake_iw3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    package = tmp_path / "nunif" / "iw3"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "utils.py").write_text(FAKE_UTILS)
-    home = tmp_path / "nunif-home"
-    home.mkdir()
-    monkeypatch.setenv("NUNIF_HOME", str(home))
-    # The engine sets it for iw3; through monkeypatch it is restored afterwards.
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.syspath_prepend(str(tmp_path / "nunif"))
-    import importlib
-
-    importlib.invalidate_caches()
-    utils = importlib.import_module("iw3.utils")
-    yield utils
-    for name in ("iw3.utils", "iw3"):
-        sys.modules.pop(name, None)
+def _forget_iw3_modules() -> None:
+    """Drop iw3 and nunif from sys.modules, so later test modules see an image without iw3."""
+    for name in list(sys.modules):
+        if name.split(".")[0] in ("iw3", "nunif"):
+            del sys.modules[name]
 
 
-def test_iw3_in_process_reuses_one_model_across_segments(
-    fake_iw3: object, tiny_clip: Path, tmp_path: Path
-) -> None:
-    engine = get_engine("iw3", EngineOptions(device="cpu", batch_size=3))
-    assert isinstance(engine, Iw3Engine)
-    engine.prepare(StereoFormat.HALF_SBS, "Any_V2_S")  # the server's start: loads once
-    info = probe(tiny_clip)
-    outputs = []
-    for i, pre_roll in enumerate((0, 4)):
-        out = tmp_path / f"seg{i}.mp4"
-        engine.convert(
-            EngineJob(
-                input=SegmentInput(str(tiny_clip), info.video, pre_roll_frames=pre_roll),
-                output_path=out,
-                stereo_format=StereoFormat.HALF_SBS,
-                divergence=3.0,
-                convergence=0.25,
-                encoding=VideoEncoding(crf=23, preset="ultrafast"),
-                depth_model="Any_V2_S",
-            )
+@pytest.fixture(scope="module")
+def iw3_utils(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
+    """iw3.utils from the snapshot, importable for this module's tests only."""
+    root = require_nunif()
+    with pytest.MonkeyPatch.context() as mp:
+        # Set before the import: iw3 fixes its model directory when imported.
+        mp.setenv("NUNIF_HOME", str(tmp_path_factory.mktemp("nunif-home")))
+        mp.setenv("HF_HUB_OFFLINE", "1")  # the engine sets it; this restores it afterwards
+        mp.syspath_prepend(str(root))
+        yield importlib.import_module("iw3.utils")
+        _forget_iw3_modules()
+
+
+@pytest.fixture(scope="module")
+def clip(engine_media: Path) -> Path:
+    width, height = CLIP_SIZE
+    path = engine_media / "iw3-clip.mp4"
+    return make_testsrc(path, size=f"{width}x{height}", frames=CLIP_FRAMES)
+
+
+@pytest.fixture(scope="module")
+def distinct_clip(engine_media: Path) -> Path:
+    """Like ``clip``, but every frame's textured background is a different one."""
+    width, height = CLIP_SIZE
+    frames = [scene_frame(width, height, 16, seed=i) for i in range(CLIP_FRAMES)]
+    return write_frames(engine_media / "iw3-distinct.mp4", frames)
+
+
+@pytest.fixture(scope="module")
+def engine(iw3_utils: ModuleType) -> Iw3Engine:
+    engine = Iw3Engine(EngineOptions(device="cpu"), method=METHOD)
+    engine.prepare(StereoFormat.FULL_SBS, DEPTH_MODEL)
+    return engine
+
+
+def convert(
+    engine: Iw3Engine,
+    source: Path,
+    out: Path,
+    fmt: StereoFormat,
+    *,
+    divergence: float = 4.0,
+    convergence: float = 0.5,
+    pre_roll: int = 0,
+    encoding: VideoEncoding | None = None,
+) -> Path:
+    engine.convert(
+        EngineJob(
+            input=SegmentInput(str(source), probe(source).video, pre_roll_frames=pre_roll),
+            output_path=out,
+            stereo_format=fmt,
+            divergence=divergence,
+            convergence=convergence,
+            encoding=encoding or VideoEncoding(preset="ultrafast"),
+            depth_model=DEPTH_MODEL,
         )
-        outputs.append(out)
-    loads: list[str] = fake_iw3.LOADS  # type: ignore[attr-defined]
-    calls: list[dict[str, object]] = fake_iw3.CALLS  # type: ignore[attr-defined]
-    assert loads == ["Any_V2_S"]
-    assert len(calls) == 2 and calls[0]["model"] == calls[1]["model"]
-    argv = calls[0]["argv"]
-    assert isinstance(argv, dict)
+    )
+    return out
+
+
+def iw3_frame_size(fmt: StereoFormat, width: int, height: int) -> FrameSize:
+    """iw3's VR180 views are squares 1.5 times the longer side; the rest as formats says."""
+    if fmt is StereoFormat.VR180:
+        side = max(width, height) + max(width, height) // 2
+        return FrameSize(2 * side, side)
+    return output_size(fmt, width, height)
+
+
+def disparity(frame: np.ndarray) -> float:
+    """How far right the bright square sits in the left half compared with the right half."""
+    half = frame.shape[1] // 2
+    return square_centre(frame[:, :half]) - square_centre(frame[:, half:])
+
+
+@pytest.mark.parametrize("fmt", list(StereoFormat))
+def test_every_format_keeps_frames_and_has_the_right_size(
+    engine: Iw3Engine, clip: Path, tmp_path: Path, fmt: StereoFormat
+) -> None:
+    out = convert(engine, clip, tmp_path / f"{fmt.value}.mp4", fmt, pre_roll=2)
+    info = stream_info(out)
+    assert (info["width"], info["height"]) == iw3_frame_size(fmt, *CLIP_SIZE)
+    assert info["codec_name"] == "h264" and info["has_b_frames"] == 0
+    assert info["r_frame_rate"] == "30/1"
+    # 6 frames in, 2 of them pre-roll: 4 out, stamped 0, 1, 2 ... frame periods.
+    stamps = packets(out)
+    assert len(stamps) == 4
+    assert all(pts == dts for pts, dts in stamps)
+    step = stamps[1][0] - stamps[0][0]
+    assert [pts for pts, _ in stamps] == [i * step for i in range(4)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]  # no iw3 leftovers
+
+
+def test_pre_roll_frames_are_the_ones_dropped(
+    engine: Iw3Engine, distinct_clip: Path, tmp_path: Path
+) -> None:
+    """Divergence 0 leaves each view the source: output frame i is source frame i + 2."""
+    out = convert(
+        engine, distinct_clip, tmp_path / "o.mp4", StereoFormat.FULL_SBS, divergence=0.0, pre_roll=2
+    )
+    source = read_frames(distinct_clip).astype(int)
+    frames = read_frames(out).astype(int)
+    assert len(frames) == 4
+    width = CLIP_SIZE[0]
+    for i in (0, 3):
+        for view in (frames[i][:, :width], frames[i][:, width:]):
+            errors = np.abs(source - view).mean(axis=(1, 2, 3))
+            # Two lossy generations (iw3's file, then ours): close, and closest to i + 2.
+            assert errors[i + 2] < 4 and int(errors.argmin()) == i + 2, errors
+
+
+def test_square_disparity_has_the_right_sign_and_grows_with_divergence(
+    engine: Iw3Engine, scene_clip: Path, tmp_path: Path
+) -> None:
+    found = []
+    for divergence in (3.0, 6.0, 12.0):
+        out = convert(
+            engine,
+            scene_clip,
+            tmp_path / f"d{divergence}.mp4",
+            StereoFormat.FULL_SBS,
+            divergence=divergence,
+        )
+        found.append(disparity(read_frames(out)[0]))
+    # Near (NULL sees the bright square as near): further right in the left view.
+    assert all(d > 0 for d in found), found
+    assert found[0] < found[1] < found[2], found
+    assert 2.5 < found[2] / found[0] < 6.0, found
+
+
+def test_convergence_moves_the_screen_plane_towards_the_viewer(
+    engine: Iw3Engine, scene_clip: Path, tmp_path: Path
+) -> None:
+    """0 puts everything in front of the screen, 1 behind: the near square's disparity falls."""
+    found = []
+    for convergence in (0.0, 0.5, 1.0):
+        out = convert(
+            engine,
+            scene_clip,
+            tmp_path / f"c{convergence}.mp4",
+            StereoFormat.FULL_SBS,
+            divergence=6.0,
+            convergence=convergence,
+        )
+        found.append(disparity(read_frames(out)[0]))
+    assert found[0] > found[1] > found[2], found
+    assert found[0] > 4 and abs(found[2]) < 3, found
+
+
+def test_cross_eyed_puts_the_right_view_first(
+    engine: Iw3Engine, scene_clip: Path, tmp_path: Path
+) -> None:
+    sbs = read_frames(convert(engine, scene_clip, tmp_path / "s.mp4", StereoFormat.FULL_SBS))[0]
+    cross = read_frames(convert(engine, scene_clip, tmp_path / "x.mp4", StereoFormat.CROSS_EYED))[0]
+    assert disparity(sbs) > 3
+    assert disparity(cross) == pytest.approx(-disparity(sbs), abs=1)
+
+
+def test_anaglyph_channels_come_from_the_views(
+    engine: Iw3Engine, scene_clip: Path, tmp_path: Path
+) -> None:
+    """Red follows the left view's square, green/blue the right view's."""
+    sbs_file = convert(
+        engine, scene_clip, tmp_path / "sbs.mp4", StereoFormat.FULL_SBS, divergence=8.0
+    )
+    ana_file = convert(
+        engine, scene_clip, tmp_path / "ana.mp4", StereoFormat.ANAGLYPH, divergence=8.0
+    )
+    sbs, ana = read_frames(sbs_file)[0], read_frames(ana_file)[0]
+    left_centre, right_centre = square_centre(sbs[:, :320]), square_centre(sbs[:, 320:])
+    red = ana[80:100, :, 0].astype(float)
+    cyan = ana[80:100, :, 1:].mean(axis=2)
+    red_centre = float(np.nonzero(red > 150)[1].mean())
+    cyan_centre = float(np.nonzero(cyan > 150)[1].mean())
+    assert abs(red_centre - left_centre) < 2
+    assert abs(cyan_centre - right_centre) < 2
+    assert red_centre > cyan_centre + 3
+
+
+def test_encoder_settings_reach_the_output(engine: Iw3Engine, clip: Path, tmp_path: Path) -> None:
+    encoding = VideoEncoding(codec="hevc", crf=30, preset="ultrafast")
+    out = convert(engine, clip, tmp_path / "o.mkv", StereoFormat.HALF_TB, encoding=encoding)
+    info = stream_info(out)
+    assert info["codec_name"] == "hevc" and info["pix_fmt"] == "yuv420p"
+    assert len(packets(out)) == CLIP_FRAMES
+
+
+def counting(fn: Callable[..., Any], calls: list[Any]) -> Callable[..., Any]:
+    """``fn``, unchanged, recording the arguments of every call."""
+
+    @functools.wraps(fn)
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append((args, kwargs))
+        return fn(*args, **kwargs)
+
+    return counted
+
+
+def test_depth_and_stereo_models_are_built_once_for_every_segment(
+    iw3_utils: ModuleType, clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    null_model = importlib.import_module("iw3.null_depth_model").NullDepthModel
+    created: list[Any] = []
+    loaded: list[Any] = []
+    stereo: list[Any] = []
+    runs: list[Any] = []
+    monkeypatch.setattr(
+        iw3_utils, "create_depth_model", counting(iw3_utils.create_depth_model, created)
+    )
+    monkeypatch.setattr(null_model, "load_model", counting(null_model.load_model, loaded))
+    build_stereo = counting(iw3_utils.create_stereo_model, stereo)
+    monkeypatch.setattr(iw3_utils, "create_stereo_model", build_stereo)
+    monkeypatch.setattr(iw3_utils, "iw3_main", counting(iw3_utils.iw3_main, runs))
+
+    engine = Iw3Engine(EngineOptions(device="cpu", batch_size=3), method=METHOD)
+    engine.prepare(StereoFormat.HALF_SBS, DEPTH_MODEL)  # a server's start
+    for i, pre_roll in enumerate((0, 3, 1)):
+        out = convert(
+            engine,
+            clip,
+            tmp_path / f"seg{i}.mp4",
+            StereoFormat.HALF_SBS,
+            divergence=3.0,
+            convergence=0.25,
+            pre_roll=pre_roll,
+        )
+        assert len(packets(out)) == CLIP_FRAMES - pre_roll
+
+    assert len(created) == 1 and len(loaded) == 1
+    assert len(stereo) == 1 and stereo[0][0] == (METHOD,)
+    assert len(runs) == 3
+    states = [args[0].state for args, _ in runs]
+    assert len({id(s["depth_model"]) for s in states}) == 1
+    # What iw3 was asked for, as its own parser read it.
+    argv = vars(runs[0][0][0])
+    assert argv["depth_model"] == DEPTH_MODEL and argv["method"] == METHOD
     assert argv["half_sbs"] and argv["yes"] and argv["gpu"] == [-1] and argv["batch_size"] == 3
     assert argv["divergence"] == 3.0 and argv["convergence"] == 0.25
     assert argv["max_fps"] >= 1000
-    # Our re-encode: B-frames gone, pre-roll dropped, exact frame grid.
-    for out, frames in zip(outputs, (12, 8), strict=True):
-        info_out = stream_info(out)
-        assert (info_out["width"], info_out["height"]) == (160, 90)
-        assert info_out["has_b_frames"] == 0
-        stamps = packets(out)
-        assert len(stamps) == frames and all(pts == dts for pts, dts in stamps)
-    # No intermediate files left next to the output.
-    assert sorted(p.name for p in tmp_path.glob("seg*")) == ["seg0.mp4", "seg1.mp4"]
+    # The engine's hook into iw3_main lasts one call: iw3's own function is back.
+    assert iw3_utils.create_stereo_model is build_stereo
 
 
-def test_iw3_refuses_a_depth_model_it_does_not_know(fake_iw3: object) -> None:
-    engine = get_engine("iw3", EngineOptions(device="cpu"))
+def test_cli_convert_with_iw3(
+    iw3_utils: ModuleType, clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(METHOD_ENV, METHOD)
+    out = tmp_path / "out" / "seg.mp4"
+    args = ["--no-progress", "convert", "--input", clip.as_uri(), "--output", out.as_uri()]
+    args += ["--format", "half-sbs", "--engine", "iw3", "--depth-model", DEPTH_MODEL]
+    args += ["--pre-roll", "2", "--crf", "20", "--device", "cpu", "--batch-size", "4"]
+    assert main(args) == exitcodes.OK
+    info = stream_info(out)
+    assert (info["width"], info["height"]) == CLIP_SIZE
+    assert len(packets(out)) == CLIP_FRAMES - 2
+
+
+def test_iw3_refuses_a_depth_model_it_does_not_know(engine: Iw3Engine) -> None:
     with pytest.raises(BadInputError, match="iw3 has no depth model 'Prior'"):
         engine.prepare(StereoFormat.FULL_SBS, "Prior")
 
 
-def test_iw3_needs_nunif_home(fake_iw3: object, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_iw3_refuses_a_stereo_method_it_does_not_know(
+    iw3_utils: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(METHOD_ENV, "magic")
+    with pytest.raises(BadInputError, match="iw3 has no stereo method 'magic'"):
+        get_engine("iw3")
+
+
+def test_iw3_needs_nunif_home(iw3_utils: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NUNIF_HOME")
     with pytest.raises(UnknownEngineError, match="NUNIF_HOME"):
         get_engine("iw3")

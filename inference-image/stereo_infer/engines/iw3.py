@@ -6,7 +6,13 @@ iw3.download_models`` and one warm-up conversion per configuration at build
 time). Calls go the way iw3's own CLI and GUI make them: build the argument
 namespace with iw3's parser, ``set_state_args(args, depth_model=...)``, then
 ``iw3_main(args)``. The depth model ``set_state_args`` creates is kept and
-passed back on later calls, so one loaded model serves every segment.
+passed back on later calls, so one loaded model serves every segment. iw3_main
+builds its stereo model (``--method``) anew on every call; the engine hands it
+the one it built before instead (``_StereoModels``), so that too loads once.
+
+The stereo method is a property of the image, not of a VideoJob: iw3's default
+(``row_flow_v3``, a small net with weights), or ``$STEREO_IW3_METHOD`` (e.g. the
+weight-free ``forward_fill`` that the tests use with depth model ``NULL``).
 
 The translation of our settings into iw3's argument list is a pure function,
 ``iw3_arguments``. Choices it makes:
@@ -22,6 +28,14 @@ The translation of our settings into iw3's argument list is a pure function,
   extra, near-lossless generation.
 
 Segments carry no audio, so iw3's audio handling never comes into play.
+
+VR180 frames are iw3's own: each view projected to a square equirectangular
+image 1.5 times the source's longer side, not ``formats.output_size``'s 2w x h.
+
+Of our settings, format, divergence, convergence and depth model reach iw3. iw3
+has more that the VideoJob does not carry (so they stay at iw3's defaults): EMA
+depth normalisation, scene detection, the anaglyph method (``dubois`` here) and
+the stereo method (image-wide, see above).
 """
 
 from __future__ import annotations
@@ -32,6 +46,8 @@ import math
 import os
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -43,8 +59,10 @@ from stereo_infer.errors import BadInputError, MediaError, TransientError, Unkno
 from stereo_infer.ffmpeg import run_ffmpeg
 from stereo_infer.progress import ProgressReporter
 from stereo_infer.window import decode_to_file
+from stereo_types.formats import DEFAULT_DEPTH_MODEL
 
-DEFAULT_DEPTH_MODEL = "Any_V2_S"
+DEFAULT_METHOD = "row_flow_v3"
+METHOD_ENV = "STEREO_IW3_METHOD"
 INTERMEDIATE_CRF = 10
 INTERMEDIATE_PRESET = "veryfast"
 # iw3 outputs min(source fps, --max-fps): keep it far above any real source.
@@ -75,6 +93,7 @@ class Iw3Call:
     source_fps: Fraction
     # iw3's --gpu: a CUDA device index, -1 for the CPU.
     gpu: int = 0
+    method: str = DEFAULT_METHOD
     batch_size: int | None = None
 
 
@@ -89,6 +108,8 @@ def iw3_arguments(call: Iw3Call) -> list[str]:
         "--yes",
         "--depth-model",
         call.depth_model,
+        "--method",
+        call.method,
         "--divergence",
         _number(call.divergence),
         "--convergence",
@@ -145,18 +166,60 @@ def require_iw3() -> None:
 
 @dataclass(frozen=True)
 class _Api:
+    # iw3.utils: iw3_main looks create_stereo_model up there on every call.
+    utils: Any
     create_parser: Any
     set_state_args: Any
     iw3_main: Any
+    create_stereo_model: Any
 
 
 def _load_api() -> _Api:
-    require_iw3()
     try:
         utils = importlib.import_module("iw3.utils")
     except ImportError as exc:
         raise UnknownEngineError(f"iw3 is installed but cannot be imported: {exc}") from exc
-    return _Api(utils.create_parser, utils.set_state_args, utils.iw3_main)
+    return _Api(
+        utils,
+        utils.create_parser,
+        utils.set_state_args,
+        utils.iw3_main,
+        utils.create_stereo_model,
+    )
+
+
+class _StereoModels:
+    """iw3's ``create_stereo_model``, building each distinct model once.
+
+    Keyed by every argument iw3_main passes (the mlbw models differ by divergence);
+    the weight-free methods build ``None``, which is cached like any other model.
+    """
+
+    def __init__(self, build: Any) -> None:
+        self._build = build
+        self._models: dict[tuple[object, ...], Any] = {}
+
+    def __call__(self, method: str, **kwargs: Any) -> Any:
+        key = (method, *sorted(kwargs.items()))
+        if key not in self._models:
+            self._models[key] = self._build(method, **kwargs)
+        return self._models[key]
+
+
+@contextmanager
+def _stereo_models_in(utils: Any, models: _StereoModels) -> Iterator[None]:
+    """Let iw3_main take its stereo model from ``models`` for the duration of one call."""
+    original = utils.create_stereo_model
+    utils.create_stereo_model = models
+    try:
+        yield
+    finally:
+        utils.create_stereo_model = original
+
+
+# One iw3_main at a time per process: iw3 keeps per-run state on the shared models, and
+# the stereo model hook above is a module global.
+_IW3_LOCK = threading.Lock()
 
 
 class _ProgressBar:
@@ -184,9 +247,10 @@ class _ProgressBar:
 class Iw3Engine:
     name = "iw3"
 
-    def __init__(self, options: EngineOptions | None = None) -> None:
+    def __init__(self, options: EngineOptions | None = None, method: str | None = None) -> None:
         self.options = options or EngineOptions()
-        self.api = _load_api()
+        require_iw3()
+        # Checked before the import: iw3 fixes its model directory when imported.
         home = os.environ.get(NUNIF_HOME_ENV)
         if not home or not Path(home).is_dir():
             raise UnknownEngineError(
@@ -195,9 +259,11 @@ class Iw3Engine:
             )
         # iw3 fetches missing weights from a model hub: make that fail fast.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        self.api = _load_api()
+        self.method = method or os.environ.get(METHOD_ENV) or DEFAULT_METHOD
+        self._check_choice("--method", self.method, f"iw3 has no stereo method {self.method!r}")
         self._models: dict[str, Any] = {}
-        # One iw3_main at a time: iw3 keeps per-run state on the shared model.
-        self._lock = threading.Lock()
+        self._stereo_models = _StereoModels(self.api.create_stereo_model)
 
     def _gpu(self) -> int:
         cuda = False
@@ -214,23 +280,27 @@ class Iw3Engine:
         except SystemExit:
             raise BadInputError(f"iw3 rejected the arguments: {' '.join(argv)}") from None
 
-    def known_depth_models(self) -> list[str] | None:
+    def _choices(self, option: str) -> list[str] | None:
         parser = self.api.create_parser()
         for action in parser._actions:
-            if "--depth-model" in action.option_strings and action.choices:
+            if option in action.option_strings and action.choices:
                 return list(action.choices)
         return None
+
+    def _check_choice(self, option: str, value: str, message: str) -> None:
+        known = self._choices(option)
+        if known is not None and value not in known:
+            raise BadInputError(f"{message}; it knows: {', '.join(sorted(known))}")
+
+    def known_depth_models(self) -> list[str] | None:
+        return self._choices("--depth-model")
 
     def prepare(self, stereo_format: StereoFormat, depth_model: str | None) -> None:
         if stereo_format not in FORMAT_FLAGS:
             raise BadInputError(f"iw3 cannot make {stereo_format.value}")
         name = depth_model or DEFAULT_DEPTH_MODEL
-        known = self.known_depth_models()
-        if known is not None and name not in known:
-            raise BadInputError(
-                f"iw3 has no depth model {name!r}; it knows: {', '.join(sorted(known))}"
-            )
-        with self._lock:
+        self._check_choice("--depth-model", name, f"iw3 has no depth model {name!r}")
+        with _IW3_LOCK:
             if name not in self._models:
                 self._models[name] = self._load_model(name)
 
@@ -254,50 +324,61 @@ class Iw3Engine:
     def convert(self, job: EngineJob, progress: ProgressReporter | None = None) -> None:
         name = job.depth_model or DEFAULT_DEPTH_MODEL
         self.prepare(job.stereo_format, name)
-        video = job.input.video
         with tempfile.TemporaryDirectory(prefix="iw3-", dir=job.output_path.parent) as tmp:
             # iw3 reads a file: the window, pre-roll included, decoded losslessly beside it.
             window = Path(tmp) / "window.mp4"
             decode_to_file(job.input, window, drop_pre_roll=False)
             intermediate = Path(tmp) / "iw3.mp4"
-            call = Iw3Call(
-                input_path=str(window),
-                output_path=str(intermediate),
-                stereo_format=job.stereo_format,
-                divergence=job.divergence,
-                convergence=job.convergence,
-                depth_model=name,
-                source_fps=job.input.rate.fraction,
-                gpu=self._gpu(),
-                batch_size=self.options.batch_size,
-            )
-            args = self._parse(iw3_arguments(call))
-            with self._lock:
-                self.api.set_state_args(
-                    args,
-                    depth_model=self._models[name],
-                    tqdm_fn=lambda **kw: _ProgressBar(progress, **kw),
-                )
-                try:
-                    self.api.iw3_main(args)
-                except Exception as exc:
-                    raise _classify(exc) from exc
+            call = self._call(job, name, window, intermediate)
+            self._run(self._parse(iw3_arguments(call)), name, progress)
             if not intermediate.is_file():
                 raise MediaError(f"iw3 finished without writing {intermediate.name}")
-            rate = job.input.rate
-            trim = f"trim=start_frame={job.input.pre_roll},setpts=N/({rate}*TB)"
-            run_ffmpeg(
-                [
-                    "-i",
-                    str(intermediate),
-                    "-map",
-                    "0:v:0",
-                    "-vf",
-                    trim,
-                    *job.encoding.args(rate, video),
-                    str(job.output_path),
-                ]
+            _reencode(intermediate, job)
+
+    def _call(self, job: EngineJob, depth_model: str, window: Path, output: Path) -> Iw3Call:
+        return Iw3Call(
+            input_path=str(window),
+            output_path=str(output),
+            stereo_format=job.stereo_format,
+            divergence=job.divergence,
+            convergence=job.convergence,
+            depth_model=depth_model,
+            source_fps=job.input.rate.fraction,
+            gpu=self._gpu(),
+            method=self.method,
+            batch_size=self.options.batch_size,
+        )
+
+    def _run(self, args: Any, depth_model: str, progress: ProgressReporter | None) -> None:
+        """One iw3_main call with the loaded depth model and the cached stereo model."""
+        with _IW3_LOCK, _stereo_models_in(self.api.utils, self._stereo_models):
+            self.api.set_state_args(
+                args,
+                depth_model=self._models[depth_model],
+                tqdm_fn=lambda **kw: _ProgressBar(progress, **kw),
             )
+            try:
+                self.api.iw3_main(args)
+            except Exception as exc:
+                raise _classify(exc) from exc
+
+
+def _reencode(intermediate: Path, job: EngineJob) -> None:
+    """iw3's file in the job's encoding: pre-roll dropped, no B-frames, a constant rate from 0."""
+    rate = job.input.rate
+    trim = f"trim=start_frame={job.input.pre_roll},setpts=N/({rate}*TB)"
+    run_ffmpeg(
+        [
+            "-i",
+            str(intermediate),
+            "-map",
+            "0:v:0",
+            "-vf",
+            trim,
+            *job.encoding.args(rate, job.input.video),
+            str(job.output_path),
+        ]
+    )
 
 
 def _classify(exc: Exception) -> Exception:
