@@ -10,15 +10,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from stereo_types.backend import BackendSpec, BackendType, Engine
-from stereo_types.formats import OutputFormat, StereoSettings
+from stereo_types.backend import DEFAULT_ENGINE, BackendType, Engine
 from stereo_types.names import (
     API_VERSION,
     MAX_VIDEOJOB_NAME_LENGTH,
     VIDEOJOB_KIND,
     validate_videojob_name,
 )
-from stereo_types.videojob import TimeoutSettings, VideoJobSpec
+from stereo_types.videojob import VideoJobSpec
 from stereoctl.errors import InputError
 
 URI_PATTERN = re.compile(r"^(s3|gs|file|https?)://\S+$")
@@ -44,32 +43,23 @@ def is_uri(source: str) -> bool:
     return URI_PATTERN.match(source) is not None
 
 
-def parse_format(value: str) -> OutputFormat:
+def _parse_backend(value: str) -> BackendType:
     try:
-        return OutputFormat(value)
+        return BackendType(value)
     except ValueError:
-        valid = ", ".join(f.value for f in OutputFormat)
-        raise InputError(f"unsupported format {value!r}; valid formats: {valid}") from None
-
-
-def _parse_choice(enum: type[BackendType] | type[Engine], what: str, value: str) -> Any:
-    try:
-        return enum(value)
-    except ValueError:
-        valid = ", ".join(e.value for e in enum)
-        raise InputError(f"unsupported {what} {value!r}; valid: {valid}") from None
+        valid = ", ".join(e.value for e in BackendType)
+        raise InputError(f"unsupported backend {value!r}; valid: {valid}") from None
 
 
 def _given(**values: Any) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
-def _backend(options: SubmitOptions) -> BackendSpec:
-    backend = _parse_choice(BackendType, "backend", options.backend or BackendType.JOB.value)
+def _backend(options: SubmitOptions) -> dict[str, Any]:
+    backend = _parse_backend(options.backend or BackendType.JOB.value)
     # The stub backend only copies: spare the user from also saying --engine copy.
-    default_engine = Engine.COPY if backend is BackendType.STUB else Engine.BUILTIN
-    engine = _parse_choice(Engine, "engine", options.engine or default_engine.value)
-    return BackendSpec(type=backend, engine=engine)
+    default_engine = Engine.COPY if backend is BackendType.STUB else DEFAULT_ENGINE
+    return {"type": backend, "engine": options.engine or default_engine}
 
 
 def _describe(exc: ValidationError) -> str:
@@ -79,30 +69,25 @@ def _describe(exc: ValidationError) -> str:
 
 
 def build_spec(source: str, options: SubmitOptions) -> VideoJobSpec:
-    """The spec, validated as the API server would (bounds, CEL-equivalent rules)."""
-    fmt = parse_format(options.format) if options.format is not None else None
+    """The spec, validated as the API server would (bounds, CEL-equivalent rules): one
+    validation, so an error names the field's whole path (stereo.divergence)."""
+    document = {
+        "source": source,
+        "stereo": _given(
+            divergence=options.divergence,
+            convergence=options.convergence,
+            depth_model=options.depth_model,
+        ),
+        "timeouts": _given(completion_grace_seconds=options.completion_grace_seconds),
+        "backend": _backend(options),
+        **_given(
+            format=options.format,
+            segment_seconds=options.segment_seconds,
+            parallelism=options.parallelism,
+        ),
+    }
     try:
-        stereo = StereoSettings(
-            **_given(
-                divergence=options.divergence,
-                convergence=options.convergence,
-                depth_model=options.depth_model,
-            )
-        )
-        timeouts = TimeoutSettings(
-            **_given(completion_grace_seconds=options.completion_grace_seconds)
-        )
-        return VideoJobSpec(
-            source=source,
-            stereo=stereo,
-            timeouts=timeouts,
-            backend=_backend(options),
-            **_given(
-                format=fmt,
-                segment_seconds=options.segment_seconds,
-                parallelism=options.parallelism,
-            ),
-        )
+        return VideoJobSpec.model_validate(document)
     except ValidationError as exc:
         raise InputError(_describe(exc)) from None
 

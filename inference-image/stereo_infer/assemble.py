@@ -16,8 +16,10 @@ from stereo_infer.ffmpeg import run_ffmpeg, run_ffprobe_json
 from stereo_infer.framerate import plan_rate
 from stereo_infer.probe import MediaInfo, count_frames, probe
 from stereo_infer.progress import ProgressReporter
+from stereo_infer.settings import checked
 from stereo_infer.stereo_tags import tag_stereo
 from stereo_infer.tracks import Container, OutputTrack, output_tracks
+from stereo_types.formats import ContainerChoice
 from stereo_types.plan import SplitPlan
 
 # Sync offsets below this are timestamp noise, not a real delay.
@@ -52,10 +54,7 @@ class AssembleResult:
 
 def container_for(output: Path, explicit: Container | str | None = None) -> Container:
     if explicit is not None:
-        try:
-            return Container(explicit)
-        except ValueError:
-            raise BadInputError(f"unknown container {explicit!r}; use mp4 or mkv") from None
+        return Container(checked("container", ContainerChoice, explicit))
     try:
         return _SUFFIXES[output.suffix.lower()]
     except KeyError:

@@ -26,31 +26,30 @@ from the source; without it, the whole input. With ``--workspace`` all names fol
 ``DIR/<i:05d>/output.mp4`` and the plan ``DIR/plan.json`` unless ``--plan-out`` says
 otherwise. ``assemble`` joins the outputs the plan names and muxes the source's audio.
 
-Paths may be local paths or file://, s3:// and gs:// URIs. Exit codes are in
-``stereo_infer.exitcodes``.
+Paths may be local paths or file://, s3:// and gs:// URIs; inputs also http:// and https://
+URLs (``stereo_infer.httpsource``). Exit codes are in ``stereo_infer.exitcodes``.
 """
 
 import argparse
-import math
 import signal
 import sys
 import tempfile
 import threading
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
 from stereo_infer import exitcodes
-from stereo_infer.assemble import Container, assemble, check_plan, container_for
+from stereo_infer.assemble import assemble, check_plan, container_for
 from stereo_infer.conversion import ConversionRequest, convert
-from stereo_infer.encoding import ENCODERS, PRESETS, VideoEncoding
+from stereo_infer.encoding import VideoEncoding
 from stereo_infer.engines import ENGINE_NAMES, EngineOptions, available_engines, get_engine
-from stereo_infer.engines.formats import StereoFormat, parse_format
+from stereo_infer.engines.formats import StereoFormat
 from stereo_infer.errors import (
     BadInputError,
     StereoInferError,
@@ -62,7 +61,29 @@ from stereo_infer.planner import plan_source, read_plan
 from stereo_infer.probe import probe
 from stereo_infer.source import open_source
 from stereo_infer.targets import LayoutTargets, LocalTargets, PlanTargets
-from stereo_types.formats import StereoSettings
+from stereo_types.backend import DEFAULT_ENGINE, BatchSize, EngineChoice
+from stereo_types.base import SettingError, check_setting
+from stereo_types.formats import (
+    DEFAULT_CODEC,
+    DEFAULT_CONVERGENCE,
+    DEFAULT_CRF,
+    DEFAULT_DIVERGENCE,
+    DEFAULT_FORMAT,
+    DEFAULT_PRE_ROLL_FRAMES,
+    DEFAULT_PRESET,
+    CodecChoice,
+    Container,
+    ContainerChoice,
+    Convergence,
+    Crf,
+    DepthModel,
+    Divergence,
+    EncoderPreset,
+    FormatChoice,
+    PreRollFrames,
+    PresetChoice,
+    VideoCodec,
+)
 from stereo_types.layout import StorageRoot, VideoJobRef
 from stereo_types.plan import SourceWindow
 
@@ -74,6 +95,19 @@ class UsageError(BadInputError):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}")
+
+
+def _setting(kind: Any) -> Callable[[str], Any]:
+    """An option type checking the setting's shared rule (as the VideoJob and the server do);
+    argparse puts the option's name before the rule's message."""
+
+    def parse(text: str) -> Any:
+        try:
+            return check_setting(kind, text)
+        except SettingError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,13 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True)
     p.add_argument("--segment-seconds", required=True, type=float, metavar="N")
     p.add_argument(
-        "--pre-roll", type=int, default=0, metavar="K", help="warm-up frames before each segment"
+        "--pre-roll",
+        type=_setting(PreRollFrames),
+        default=DEFAULT_PRE_ROLL_FRAMES,
+        metavar="K",
+        help="warm-up frames before each segment",
     )
-    p.add_argument(
-        "--container",
-        choices=[c.value for c in Container],
-        help="the final output's; a source track it cannot hold fails the plan",
-    )
+    _add_container_arg(p, "the final output's; a source track it cannot hold fails the plan")
     layout = p.add_argument_group("storage layout (what the operator passes)")
     layout.add_argument(
         "--workspace", metavar="ROOT_URI", help="workspace root URI: s3://, gs:// or file:///"
@@ -117,12 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("convert", help="convert one segment (or a whole video) to stereo")
     p.add_argument("--input", required=True)
     p.add_argument("--output", required=True)
-    # Validated by us, not by argparse choices, to name the known values.
-    p.add_argument("--format", required=True, help="|".join(f.value for f in StereoFormat))
-    p.add_argument("--engine", default="copy", help="|".join(ENGINE_NAMES))
-    p.add_argument("--divergence", type=float, default=2.0)
-    p.add_argument("--convergence", type=float, default=0.5)
-    p.add_argument("--depth-model", help="depth-estimation model; default: the engine's")
+    _add_format_arg(p, required=True)
+    _add_engine_arg(p)
+    _add_stereo_args(p)
     p.add_argument(
         "--window",
         metavar="JSON",
@@ -130,8 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--pre-roll",
-        type=int,
-        default=0,
+        type=_setting(PreRollFrames),
+        default=DEFAULT_PRE_ROLL_FRAMES,
         metavar="K",
         help="without --window: leading frames to drop on output",
     )
@@ -142,21 +173,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("assemble", help="join the converted segments a plan names")
     p.add_argument("--plan", required=True, metavar="PLAN_URI", help="the plan split wrote")
     p.add_argument("--output", required=True, metavar="FINAL_URI")
+    _add_container_arg(p, "default: from the --output extension")
     p.add_argument(
-        "--container",
-        choices=[c.value for c in Container],
-        help="default: from the --output extension",
+        "--format",
+        type=_setting(FormatChoice),
+        help="the segments' stereo format, written into the output for players; default: none",
     )
     p.set_defaults(handler=cmd_assemble)
 
     p = commands.add_parser("serve", help="run the HTTP inference server (SageMaker compatible)")
     p.add_argument("--host", default="0.0.0.0", help="address to listen on")
     p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--engine", default="builtin", help="|".join(ENGINE_NAMES))
-    p.add_argument("--depth-model", help="loaded at start; default: the engine's")
-    p.add_argument(
-        "--format", default="half-sbs", help="format checked at start; requests may ask for any"
-    )
+    _add_engine_arg(p)
+    _add_depth_model_arg(p, "loaded at start; default: the engine's")
+    _add_format_arg(p, "checked at start; requests may ask for any")
     p.add_argument(
         "--concurrency", type=int, default=1, help="conversions at once (one per GPU by default)"
     )
@@ -169,19 +199,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", metavar="SOURCE", help="the video: a path or URI")
     p.add_argument("--at", required=True, type=float, metavar="SECONDS", help="time of the frame")
     p.add_argument("--out", required=True, metavar="PNG", help="where the PNG goes: path or URI")
-    p.add_argument("--depth-model", help="depth-estimation model; default: the builtin engine's")
-    p.add_argument("--divergence", type=float, default=2.0)
-    p.add_argument("--convergence", type=float, default=0.5)
+    _add_stereo_args(p)
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda[:N]")
     p.set_defaults(handler=cmd_preview)
     return parser
+
+
+# The settings a VideoJob has too take its rules and defaults (stereo_types.formats, .backend).
+def _add_format_arg(p: argparse.ArgumentParser, note: str = "", *, required: bool = False) -> None:
+    choices = "|".join(f.value for f in StereoFormat)
+    p.add_argument(
+        "--format",
+        type=_setting(FormatChoice),
+        required=required,
+        default=None if required else DEFAULT_FORMAT,
+        help=f"{choices}; {note}" if note else choices,
+    )
+
+
+def _add_engine_arg(p: argparse.ArgumentParser) -> None:
+    engines = "|".join(ENGINE_NAMES)
+    p.add_argument("--engine", type=_setting(EngineChoice), default=DEFAULT_ENGINE, help=engines)
+
+
+def _add_depth_model_arg(p: argparse.ArgumentParser, note: str) -> None:
+    p.add_argument("--depth-model", type=_setting(DepthModel), help=note)
+
+
+def _add_stereo_args(p: argparse.ArgumentParser) -> None:
+    _add_depth_model_arg(p, "depth-estimation model; default: the engine's")
+    p.add_argument("--divergence", type=_setting(Divergence), default=DEFAULT_DIVERGENCE)
+    p.add_argument("--convergence", type=_setting(Convergence), default=DEFAULT_CONVERGENCE)
+
+
+def _add_container_arg(p: argparse.ArgumentParser, note: str) -> None:
+    containers = "|".join(c.value for c in Container)
+    p.add_argument("--container", type=_setting(ContainerChoice), help=f"{containers}; {note}")
 
 
 def _add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N"
     )
-    p.add_argument("--batch-size", type=int, help="frames per forward pass; default per device")
+    p.add_argument(
+        "--batch-size", type=_setting(BatchSize), help="frames per forward pass; default per device"
+    )
 
 
 def _engine_options(args: argparse.Namespace) -> EngineOptions:
@@ -192,16 +254,15 @@ def _engine_options(args: argparse.Namespace) -> EngineOptions:
 
 
 def _add_encoding_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--codec", default="h264", help="|".join(ENCODERS))
-    p.add_argument("--crf", type=int, default=None, help="0..51; default lossless")
-    p.add_argument("--preset", default="veryfast", help="|".join(PRESETS))
+    codecs = "|".join(c.value for c in VideoCodec)
+    presets = "|".join(p.value for p in EncoderPreset)
+    p.add_argument("--codec", type=_setting(CodecChoice), default=DEFAULT_CODEC, help=codecs)
+    p.add_argument("--crf", type=_setting(Crf), default=DEFAULT_CRF, help="constant rate factor")
+    p.add_argument("--preset", type=_setting(PresetChoice), default=DEFAULT_PRESET, help=presets)
 
 
 def _encoding(args: argparse.Namespace) -> VideoEncoding:
-    try:
-        return VideoEncoding(codec=args.codec, crf=args.crf, preset=args.preset)
-    except BadInputError as exc:
-        raise UsageError(str(exc)) from None
+    return VideoEncoding(codec=args.codec.value, crf=args.crf, preset=args.preset.value)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -259,12 +320,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     # Cheap checks first: a bad request fails before the source is read.
-    if args.pre_roll < 0:
-        raise UsageError(f"--pre-roll must be >= 0: {args.pre_roll}")
     targets = _plan_targets(args)
-    container = Container(args.container) if args.container else None
     plan = plan_source(
-        args.input, targets, args.segment_seconds, pre_roll=args.pre_roll, container=container
+        args.input, targets, args.segment_seconds, pre_roll=args.pre_roll, container=args.container
     )
     print(
         f"planned {plan.frame_count} frames in {len(plan.segments)} segments"
@@ -304,21 +362,13 @@ def _plan_targets(args: argparse.Namespace) -> PlanTargets:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    # Cheap checks first: a bad request fails before the source is read.
-    stereo_format = parse_format(args.format)
+    # Cheap checks first (the options' rules ran as they were parsed): a bad request fails
+    # before the source is read.
     engine = get_engine(args.engine, _engine_options(args))
-    if not math.isfinite(args.divergence) or args.divergence < 0:
-        raise UsageError(f"--divergence must be >= 0: {args.divergence}")
-    if not 0.0 <= args.convergence <= 1.0:
-        raise UsageError(f"--convergence must be within 0..1: {args.convergence}")
-    if args.pre_roll < 0:
-        raise UsageError(f"--pre-roll must be >= 0: {args.pre_roll}")
-    if args.depth_model is not None:
-        _check_depth_model(args.depth_model)
     request = ConversionRequest(
         input_uri=args.input,
         output_uri=args.output,
-        stereo_format=stereo_format,
+        stereo_format=args.format,
         divergence=args.divergence,
         convergence=args.convergence,
         encoding=_encoding(args),
@@ -327,7 +377,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         pre_roll_frames=args.pre_roll,
     )
     # Refuses a format or model the engine cannot make, and loads the model.
-    engine.prepare(stereo_format, args.depth_model)
+    engine.prepare(args.format, args.depth_model)
     convert(engine, request, device=args.device, show_progress=not args.no_progress)
     return exitcodes.OK
 
@@ -341,14 +391,6 @@ def _window(args: argparse.Namespace) -> SourceWindow | None:
         return SourceWindow.model_validate_json(args.window)
     except ValidationError as exc:
         raise UsageError(f"--window is not a valid window: {exc}") from None
-
-
-def _check_depth_model(name: str) -> None:
-    # The VideoJob's own rule, so that whatever the operator passes is accepted.
-    try:
-        StereoSettings(depth_model=name)
-    except ValidationError:
-        raise UsageError(f"--depth-model must be 1-64 letters, digits and '_': {name!r}") from None
 
 
 def cmd_assemble(args: argparse.Namespace) -> int:
@@ -373,6 +415,7 @@ def cmd_assemble(args: argparse.Namespace) -> int:
                 target,
                 source=source.url,
                 container=kind,
+                stereo_format=args.format,
                 show_progress=not args.no_progress,
             )
         if not is_local(args.output):
@@ -387,8 +430,6 @@ def cmd_assemble(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from stereo_infer.server import ServerConfig, serve
 
-    if args.depth_model is not None:
-        _check_depth_model(args.depth_model)
     if not 1 <= args.concurrency <= 64:
         raise UsageError(f"--concurrency must be within 1..64: {args.concurrency}")
     if not 0 <= args.port <= 65535:
@@ -399,7 +440,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         engine=args.engine,
         engine_options=_engine_options(args),
         depth_model=args.depth_model,
-        stereo_format=parse_format(args.format),
+        stereo_format=args.format,
         concurrency=args.concurrency,
         show_progress=not args.no_progress,
     )
@@ -415,8 +456,6 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from stereo_infer.preview import PreviewSettings, make_preview
 
     settings = PreviewSettings(args.at, args.divergence, args.convergence, args.depth_model)
-    if args.depth_model is not None:
-        _check_depth_model(args.depth_model)
     try:
         options = EngineOptions(device=args.device)
     except BadInputError as exc:

@@ -2,32 +2,30 @@
 
 from dataclasses import dataclass
 
-from stereo_infer.errors import BadInputError
 from stereo_infer.framerate import FrameRate
 from stereo_infer.probe import HdrMetadata, VideoInfo
-from stereo_types.formats import EncoderPreset, VideoCodec
+from stereo_infer.settings import checked
+from stereo_types.formats import DEFAULT_CODEC, CodecChoice, Crf, PresetChoice, VideoCodec
 
 # Codec names as the VideoJob spells them (and ffprobe reports them) -> ffmpeg encoder.
 ENCODERS = {VideoCodec.H264.value: "libx264", VideoCodec.HEVC.value: "libx265"}
-PRESETS = tuple(preset.value for preset in EncoderPreset)
-MAX_CRF = 51
 
 
 @dataclass(frozen=True)
 class VideoEncoding:
-    codec: str = "h264"
+    codec: str = DEFAULT_CODEC.value
     # None means lossless: the segments are an intermediate, so the engine's
     # output should be the only lossy generation.
     crf: int | None = None
+    # The lossless intermediate's; a VideoJob's default is the setting's.
     preset: str = "veryfast"
 
     def __post_init__(self) -> None:
-        if self.codec not in ENCODERS:
-            raise BadInputError(f"unknown codec {self.codec!r}; use {' or '.join(ENCODERS)}")
-        if self.crf is not None and not 0 <= self.crf <= MAX_CRF:
-            raise BadInputError(f"crf must be within 0..{MAX_CRF}: {self.crf}")
-        if self.preset not in PRESETS:
-            raise BadInputError(f"unknown preset {self.preset!r}; use one of {', '.join(PRESETS)}")
+        # The VideoJob's rules for each setting (stereo_types.formats).
+        checked("codec", CodecChoice, self.codec)
+        if self.crf is not None:
+            checked("crf", Crf, self.crf)
+        checked("preset", PresetChoice, self.preset)
 
     @property
     def encoder(self) -> str:

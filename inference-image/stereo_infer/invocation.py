@@ -21,7 +21,8 @@ separated by commas or semicolons for any of the leaf fields (``format``,
 wins where both give one. A body of the form ``{"InputLocation": "s3://..."}``
 points at the request document instead of being it (the server fetches it).
 
-Every rejection names the field it is about.
+Every rejection names the field it is about; the settings' rules (and the defaults of those
+the request leaves out) are the VideoJob's, from ``stereo_types``.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
+from stereo_types.backend import EngineChoice
 from stereo_types.base import SourceUri, StorageUri
-from stereo_types.formats import EncodingSettings, OutputFormat, StereoSettings
+from stereo_types.formats import EncodingSettings, FormatChoice, StereoSettings
 from stereo_types.plan import SourceWindow
 
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
@@ -42,8 +44,8 @@ INPUT_LOCATION_KEYS = ("InputLocation", "inputLocation", "input_location")
 MAX_BODY_BYTES = 1 << 20
 
 _TOP = {"format": "format", "engine": "engine", "inputUri": "inputUri", "outputUri": "outputUri"}
-_STEREO = ("divergence", "convergence", "depthModel", "preRollFrames")
-_ENCODING = ("codec", "crf", "preset", "container")
+_STEREO = tuple(to_camel(name) for name in StereoSettings.model_fields)
+_ENCODING = tuple(to_camel(name) for name in EncodingSettings.model_fields)
 
 
 class RequestError(ValueError):
@@ -60,10 +62,11 @@ class InvocationRequest(BaseModel):
 
     input_uri: SourceUri
     output_uri: StorageUri
-    format: OutputFormat
+    format: FormatChoice
     window: SourceWindow | None = None
     stereo: StereoSettings = StereoSettings()
-    engine: str | None = None
+    # None: the engine the server runs.
+    engine: EngineChoice | None = None
     encoding: EncodingSettings = EncodingSettings()
 
     @property

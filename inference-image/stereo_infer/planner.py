@@ -27,12 +27,14 @@ from pydantic import ValidationError
 
 from stereo_infer.errors import BadInputError
 from stereo_infer.framerate import FrameRate
-from stereo_infer.io import publish_output, scheme_of
+from stereo_infer.io import publish_output
 from stereo_infer.packets import Packet, PacketIndex, scan_packets
 from stereo_infer.probe import MediaInfo, first_frame_pts, probe
+from stereo_infer.settings import checked
 from stereo_infer.source import open_source
 from stereo_infer.targets import PlanTargets
 from stereo_infer.tracks import Container, output_tracks
+from stereo_types.formats import PreRollFrames
 from stereo_types.plan import (
     PLAN_FILE,
     GridTiming,
@@ -112,8 +114,7 @@ def plan_windows(
     start_time: float,
 ) -> list[tuple[int, SourceWindow]]:
     """(first slot, window) of every segment (pure)."""
-    if pre_roll < 0:
-        raise BadInputError(f"pre-roll must be zero or more frames: {pre_roll}")
+    checked("pre-roll", PreRollFrames, pre_roll)
     frames = index.frames()
     pts = [f.pts for f in frames]
     sizes = _prefix_sums(frames)
@@ -172,10 +173,7 @@ def plan_source(
     With ``container``, a source track that the output cannot hold fails the plan, before
     any segment is converted.
     """
-    if pre_roll < 0:
-        raise BadInputError(f"pre-roll must be zero or more frames: {pre_roll}")
-    # Segments name the source as a URI; a plain path becomes file://.
-    source_uri = Path(uri).resolve().as_uri() if scheme_of(uri) == "" else uri
+    checked("pre-roll", PreRollFrames, pre_roll)
     with open_source(uri) as source, ThreadPoolExecutor(max_workers=2) as pool:
         # The packet scan and a one-frame decode (it proves the stream decodes, and tells
         # where a single ffmpeg pass puts time zero, which a variable-rate grid counts
@@ -192,8 +190,10 @@ def plan_source(
             first = pool.submit(first_frame_pts, source.url, video.index)
         index = PacketIndex(time_base=video.time_base, packets=scan.result())
         shown = first.result()
+        # Segments name the source as a URI (a plain path becomes file://, an http(s) URL
+        # is pinned to the version read here, so a later change fails the Jobs clearly).
         plan = make_plan(
-            source_uri, source.size, info, index, targets, segment_seconds, pre_roll, shown
+            source.uri, source.size, info, index, targets, segment_seconds, pre_roll, shown
         )
     with TemporaryDirectory(prefix="stereo-plan-", dir=work_dir) as tmp:
         plan_file = Path(tmp) / PLAN_FILE

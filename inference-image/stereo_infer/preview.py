@@ -35,6 +35,14 @@ from stereo_infer.errors import BadInputError, MediaError
 from stereo_infer.ffmpeg import run_ffmpeg
 from stereo_infer.io import fetch_input, publish_output
 from stereo_infer.probe import VideoInfo, probe
+from stereo_infer.settings import checked
+from stereo_types.formats import (
+    DEFAULT_CONVERGENCE,
+    DEFAULT_DIVERGENCE,
+    Convergence,
+    DepthModel,
+    Divergence,
+)
 
 BACKGROUND = (24, 24, 24)
 TEXT = (235, 235, 235)
@@ -59,21 +67,22 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 @dataclass(frozen=True)
 class PreviewSettings:
-    """What to show: the frame at ``at`` seconds, with the VideoJob's stereo settings."""
+    """What to show: the frame at ``at`` seconds, with the VideoJob's stereo settings (and
+    their rules: a value the VideoJob refuses, the preview refuses)."""
 
     at: float
-    divergence: float = 2.0
-    convergence: float = 0.5
-    # None: the engine's default (Depth Anything V2 Small if present, else the prior).
+    divergence: float = DEFAULT_DIVERGENCE
+    convergence: float = DEFAULT_CONVERGENCE
+    # None: the engine's default (the VideoJob's if its weights are present, else the prior).
     depth_model: str | None = None
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.at) or self.at < 0:
             raise BadInputError(f"--at must be a time >= 0 in seconds: {self.at}")
-        if not math.isfinite(self.divergence) or self.divergence < 0:
-            raise BadInputError(f"--divergence must be >= 0: {self.divergence}")
-        if not 0.0 <= self.convergence <= 1.0:
-            raise BadInputError(f"--convergence must be within 0..1: {self.convergence}")
+        checked("divergence", Divergence, self.divergence)
+        checked("convergence", Convergence, self.convergence)
+        if self.depth_model is not None:
+            checked("depth model", DepthModel, self.depth_model)
 
 
 @dataclass(frozen=True)

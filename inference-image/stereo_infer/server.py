@@ -60,6 +60,8 @@ from stereo_infer.invocation import (
     parse_json,
 )
 from stereo_infer.io import fetch_input
+from stereo_types.backend import DEFAULT_ENGINE
+from stereo_types.formats import DEFAULT_FORMAT
 
 EngineFactory = Callable[[str, EngineOptions], Engine]
 
@@ -68,12 +70,12 @@ EngineFactory = Callable[[str, EngineOptions], Engine]
 class ServerConfig:
     host: str = "0.0.0.0"
     port: int = 8080
-    engine: str = "builtin"
+    engine: str = DEFAULT_ENGINE
     engine_options: EngineOptions = field(default_factory=EngineOptions)
     # Loaded at start; None: the engine's default.
     depth_model: str | None = None
     # Checked at start (requests may ask for any format the engine makes).
-    stereo_format: StereoFormat = StereoFormat.HALF_SBS
+    stereo_format: StereoFormat = DEFAULT_FORMAT
     concurrency: int = 1
     show_progress: bool = True
 
@@ -159,9 +161,9 @@ class InferenceService:
             raise TransientError("the engine is still loading; retry")
         if request.engine is not None and request.engine != engine.name:
             raise RequestError(
-                "engine", f"this server runs engine {engine.name!r}, not {request.engine!r}"
+                "engine", f"this server runs engine {engine.name!r}, not {request.engine.value!r}"
             )
-        stereo_format = StereoFormat(request.format.value)
+        stereo_format = request.format
         depth_model = request.depth_model or self.config.depth_model
         try:
             engine.prepare(stereo_format, depth_model)
@@ -193,7 +195,7 @@ class InferenceService:
             depth_model=depth_model,
             window=request.window,
             # A window carries its own pre-roll.
-            pre_roll_frames=0 if request.window else request.stereo.pre_roll_frames,
+            pre_roll_frames=0 if request.window else request.stereo.pre_roll_frames or 0,
         )
         try:
             result = convert(

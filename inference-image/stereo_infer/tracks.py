@@ -30,17 +30,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from enum import StrEnum
 
 from stereo_infer.errors import BadInputError
 from stereo_infer.probe import MediaInfo, StreamSummary
+from stereo_types.formats import Container
 
 _log = logging.getLogger(__name__)
-
-
-class Container(StrEnum):
-    MP4 = "mp4"
-    MKV = "mkv"
 
 
 MP4_AUDIO = frozenset({"aac", "mp3", "mp2", "ac3", "eac3", "dts", "opus", "flac", "alac"})

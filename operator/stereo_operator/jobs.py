@@ -19,7 +19,7 @@ from stereo_types.layout import StorageRoot, VideoJobRef
 from stereo_types.names import API_VERSION, SEGMENT_KIND, VIDEOJOB_KIND, job_name
 from stereo_types.plan import plan_uri
 from stereo_types.segment import SegmentSpec
-from stereo_types.videojob import VideoJobSpec
+from stereo_types.videojob import VideoJobSpec, pre_roll_frames
 
 Manifest = dict[str, Any]
 
@@ -218,7 +218,7 @@ def split_job(
         "--segment-seconds",
         str(spec.segment_seconds),
         "--pre-roll",
-        str(spec.stereo.pre_roll_frames),
+        str(pre_roll_frames(spec)),
         # Tracks the output cannot hold fail the plan, before any GPU time is spent.
         "--container",
         spec.encoding.container.value,
@@ -252,6 +252,9 @@ def assemble_job(
         output_uri,
         "--container",
         spec.encoding.container.value,
+        # Players read the stereo layout (and VR180's projection) from the file.
+        "--format",
+        spec.format.value,
     ]
     return _media_job(
         ref,
@@ -299,7 +302,7 @@ def convert_args(spec: SegmentSpec, engine: Engine) -> list[str]:
         # The window names its pre-roll: the frames it decodes before the segment's own.
         source = ["--window", json.dumps(spec.window.to_wire(), separators=(",", ":"))]
     else:
-        source = ["--pre-roll", str(spec.stereo.pre_roll_frames)]
+        source = ["--pre-roll", str(spec.stereo.pre_roll_frames or 0)]
     return [
         "convert",
         "--input",

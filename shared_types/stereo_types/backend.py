@@ -7,7 +7,7 @@ from typing import Annotated, Self
 
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
-from stereo_types.base import MAX_URI_LENGTH, SpecModel, cel_rule, cel_rules
+from stereo_types.base import MAX_URI_LENGTH, SpecModel, between, cel_rule, cel_rules, one_of
 
 
 class BackendType(StrEnum):
@@ -25,6 +25,15 @@ class Engine(StrEnum):
     IW3 = "iw3"
     BUILTIN = "builtin"
     COPY = "copy"
+
+
+EngineChoice = Annotated[Engine, one_of(Engine)]
+DEFAULT_ENGINE = Engine.BUILTIN
+
+# Frames per forward pass: how an inference server or Job runs, not part of a VideoJob.
+# None (the default) leaves it to the engine, per device.
+MAX_BATCH_SIZE = 64
+BatchSize = Annotated[int, between(int, ge=1, le=MAX_BATCH_SIZE)]
 
 
 class HttpBackend(SpecModel):
@@ -76,7 +85,7 @@ class BackendSpec(SpecModel):
 
     type: BackendType = BackendType.JOB
     """Kind of backend."""
-    engine: Engine = Engine.BUILTIN
+    engine: EngineChoice = DEFAULT_ENGINE
     """Inference engine; the stub backend requires 'copy'."""
     http: HttpBackend | None = None
     """Settings of the http backend; only with type 'http'."""

@@ -7,11 +7,24 @@ these models.
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from annotated_types import Interval
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    GetCoreSchemaHandler,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+)
 from pydantic.alias_generators import to_camel
+from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
 # Bounds shared by several models (and so by the generated CRDs).
 MAX_URI_LENGTH = 2048
@@ -58,6 +71,69 @@ class StatusModel(WireModel):
     """Observed state: tolerant of fields written by other tools (e.g. kopf)."""
 
     model_config = ConfigDict(extra="ignore")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Pydantic metadata for a setting: its constraints, and one message for every value they
+    refuse, saying what is allowed and what was given (pydantic's own names one bound, no
+    value). Readers put the setting's name before it: a field path, or an option."""
+
+    allowed: str
+    constraints: tuple[Any, ...] = ()
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        inner = handler(Annotated[source, *self.constraints] if self.constraints else source)
+        return core_schema.no_info_wrap_validator_function(self._check, inner)
+
+    def _check(self, value: Any, validate: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return validate(value)
+        except ValidationError:
+            shown = repr(value) if isinstance(value, str) else str(value)
+            raise PydanticCustomError(
+                "setting",
+                "must be {allowed}, not {value}",
+                {"allowed": self.allowed, "value": shown},
+            ) from None
+
+
+def between(
+    kind: type[int] | type[float],
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+) -> Rule:
+    """A number within bounds, e.g. 'a number > 0 and <= 10'."""
+    bounds = ((">=", ge), (">", gt), ("<=", le))
+    limits = " and ".join(f"{op} {bound}" for op, bound in bounds if bound is not None)
+    noun = "an integer" if kind is int else "a number"
+    return Rule(f"{noun} {limits}", (Interval(ge=ge, gt=gt, le=le),))
+
+
+def one_of(choices: type[StrEnum]) -> Rule:
+    """One of an enum's values, e.g. 'one of h264, hevc'."""
+    return Rule("one of " + ", ".join(choice.value for choice in choices))
+
+
+class SettingError(ValueError):
+    """A value a setting's rule refuses; the reader adds the setting's name."""
+
+
+@functools.cache
+def _adapter(kind: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(kind)
+
+
+def check_setting(kind: Any, value: Any) -> Any:
+    """``value`` validated by the setting type ``kind`` (and converted: '2.5' -> 2.5)."""
+    try:
+        return _adapter(kind).validate_python(value)
+    except ValidationError as exc:
+        raise SettingError(exc.errors()[0]["msg"]) from None
 
 
 def cel_rule(rule: str, message: str) -> dict[str, str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from stereo_types.base import SourceUri, StatusModel, StorageUri
+from stereo_types.formats import DEFAULT_PRE_ROLL_FRAMES, PreRollFrames
 from stereo_types.layout import StorageRoot, VideoJobRef, as_root
 from stereo_types.names import MAX_SEGMENT_INDEX
 
@@ -61,7 +62,7 @@ class SourceWindow(StatusModel):
     last_pts: int
     """Last frame kept; on a normalised variable-rate source, the frame after the last owned
     one, so the rate filter sees where that frame ends."""
-    pre_roll_frames: int = Field(default=0, ge=0)
+    pre_roll_frames: PreRollFrames = DEFAULT_PRE_ROLL_FRAMES
     """Leading output frames that only warm the engine up and are dropped."""
     frame_count: int = Field(ge=1)
     """Output frames the segment owns."""
@@ -92,7 +93,7 @@ class PlannedSegment(StatusModel):
     """First frame of the segment in the (constant-rate) source, after pre-roll."""
     frame_count: int = Field(ge=1)
     """Frames the segment contributes to the output."""
-    pre_roll_frames: int = Field(default=0, ge=0)
+    pre_roll_frames: PreRollFrames = DEFAULT_PRE_ROLL_FRAMES
     """Leading frames of the input that the engine drops again on output."""
     start_seconds: float = Field(ge=0)
     duration_seconds: float = Field(gt=0)
@@ -132,7 +133,7 @@ class SplitPlan(StatusModel):
     """Segment length the plan was asked for."""
     segment_frames: int = Field(ge=1)
     """Frames per segment (segment_seconds in whole frames); the last one may be shorter."""
-    pre_roll_frames: int = Field(default=0, ge=0)
+    pre_roll_frames: PreRollFrames = DEFAULT_PRE_ROLL_FRAMES
     """Pre-roll asked for; each segment's own is at most this (none before frame 0)."""
     normalised_variable_rate: bool = False
     """The source had a variable frame rate; segments put it on a constant grid."""

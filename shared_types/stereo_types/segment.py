@@ -19,7 +19,7 @@ from stereo_types.base import (
     object_default,
 )
 from stereo_types.conditions import ConditionList
-from stereo_types.formats import EncodingSettings, OutputFormat, StereoSettings
+from stereo_types.formats import DEFAULT_FORMAT, EncodingSettings, FormatChoice, StereoSettings
 from stereo_types.names import (
     DNS1123_SUBDOMAIN_PATTERN,
     MAX_LABEL_VALUE_LENGTH,
@@ -179,7 +179,7 @@ class SegmentSpec(SpecModel):
     """Start of the segment in the source, in seconds."""
     duration_seconds: float = Field(gt=0, le=86400)
     """Duration of the segment, in seconds."""
-    format: OutputFormat = OutputFormat.FULL_SBS
+    format: FormatChoice = DEFAULT_FORMAT
     """Output layout, copied from the VideoJob."""
     stereo: StereoSettings = Field(
         default_factory=StereoSettings, json_schema_extra=object_default(StereoSettings)

@@ -7,7 +7,7 @@ from typing import Self
 
 from pydantic import AwareDatetime, ConfigDict, Field, field_validator, model_validator
 
-from stereo_types.backend import BackendSpec
+from stereo_types.backend import BackendSpec, Engine
 from stereo_types.base import (
     MAX_MESSAGE_LENGTH,
     MAX_URI_LENGTH,
@@ -21,7 +21,15 @@ from stereo_types.base import (
     object_default,
 )
 from stereo_types.conditions import ConditionList
-from stereo_types.formats import EncodingSettings, OutputFormat, StereoSettings
+from stereo_types.formats import (
+    DEFAULT_FORMAT,
+    DEFAULT_PRE_ROLL_FRAMES,
+    DEPTH_ANYTHING_WARM_UP_FRAMES,
+    TEMPORAL_DEPTH_MODELS,
+    EncodingSettings,
+    FormatChoice,
+    StereoSettings,
+)
 from stereo_types.layout import StorageRoot, VideoJobRef, final_output_uri
 
 
@@ -63,7 +71,7 @@ class VideoJobSpec(SpecModel):
 
     source: SourceUri
     """The 2D video: s3://, gs://, file://, http:// or https:// URI. Immutable."""
-    format: OutputFormat = OutputFormat.FULL_SBS
+    format: FormatChoice = DEFAULT_FORMAT
     """Output layout of the stereo pair. Immutable."""
     stereo: StereoSettings = Field(
         default_factory=StereoSettings, json_schema_extra=object_default(StereoSettings)
@@ -111,6 +119,16 @@ class VideoJobSpec(SpecModel):
         if self.segment_seconds > self.timeouts.segment_seconds:
             raise ValueError(SEGMENT_LONGER_THAN_TIMEOUT)
         return self
+
+
+def pre_roll_frames(spec: VideoJobSpec) -> int:
+    """The pre-roll asked for, else the one the engine's depth model needs to hide seams."""
+    if spec.stereo.pre_roll_frames is not None:
+        return spec.stereo.pre_roll_frames
+    temporal = spec.stereo.depth_model in TEMPORAL_DEPTH_MODELS
+    if spec.backend.engine is Engine.BUILTIN and temporal:
+        return DEPTH_ANYTHING_WARM_UP_FRAMES
+    return DEFAULT_PRE_ROLL_FRAMES
 
 
 def immutable_changes(old: VideoJobSpec, new: VideoJobSpec) -> list[str]:

@@ -52,14 +52,17 @@ def test_an_unsupported_format_lists_the_valid_ones(config: Path, media: dict) -
     result = run("submit", str(media["4s"]), "--format", "3d-glasses", config=config)
     result.assert_one_line_error(
         InputError.exit_code,
-        "unsupported format '3d-glasses'",
+        "format: must be one of",
         *(fmt.value for fmt in OutputFormat),
+        "not '3d-glasses'",
     )
 
 
 def test_an_out_of_range_setting_names_the_field(config: Path, media: dict) -> None:
     result = run("submit", str(media["4s"]), "--divergence", "50", config=config)
-    result.assert_one_line_error(InputError.exit_code, "divergence", "less than or equal to 10")
+    result.assert_one_line_error(
+        InputError.exit_code, "stereo.divergence: must be a number > 0 and <= 10, not 50"
+    )
 
 
 def test_an_invalid_name_is_refused_before_any_upload(config: Path, media: dict) -> None:

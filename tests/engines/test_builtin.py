@@ -181,7 +181,7 @@ def test_cli_convert_with_builtin(tiny_clip: Path, tmp_path: Path) -> None:
         (["--depth-model", "Any_V2_S"], exitcodes.BAD_INPUT, "weights"),
         (["--depth-model", "ZoeD_N"], exitcodes.BAD_INPUT, "no depth model 'ZoeD_N'"),
         (["--device", "tpu"], exitcodes.BAD_INPUT, "device must be"),
-        (["--batch-size", "0"], exitcodes.BAD_INPUT, "batch size"),
+        (["--batch-size", "0"], exitcodes.BAD_INPUT, "--batch-size: must be an integer >= 1"),
     ],
 )
 def test_cli_refuses_what_builtin_cannot_make_before_any_work(

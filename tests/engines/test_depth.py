@@ -20,6 +20,7 @@ from stereo_infer.engines.depth import (
     locate_weights,
 )
 from stereo_infer.errors import BadInputError
+from tests.engines.weights import save_tiny_depth_anything
 
 
 def square_scene(h: int = 90, w: int = 160) -> torch.Tensor:
@@ -103,27 +104,9 @@ def test_depth_anything_wrapper_with_tiny_random_weights(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The neural path end to end on a randomly initialised, tiny Depth Anything."""
-    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
-
-    backbone = Dinov2Config(
-        hidden_size=32,
-        num_hidden_layers=4,
-        num_attention_heads=2,
-        intermediate_size=64,
-        patch_size=14,
-        out_features=["stage1", "stage2", "stage3", "stage4"],
-        reshape_hidden_states=False,
-    )
-    config = DepthAnythingConfig(
-        backbone_config=backbone,
-        fusion_hidden_size=16,
-        neck_hidden_sizes=[8, 16, 32, 32],
-        reassemble_hidden_size=32,
-        head_hidden_size=8,
-    )
-    torch.manual_seed(0)
-    DepthAnythingForDepthEstimation(config).save_pretrained(tmp_path / "Any_V2_S")
+    save_tiny_depth_anything(tmp_path)
     assert json.loads((tmp_path / "Any_V2_S" / "config.json").read_text())
+    assert (tmp_path / "Any_V2_S" / "model.safetensors").is_file()
     monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path))
 
     estimator = load_depth_model("Any_V2_S", torch.device("cpu"))
@@ -133,3 +116,13 @@ def test_depth_anything_wrapper_with_tiny_random_weights(
     assert nearness.shape == (2, 1, 36, 64)
     assert float(nearness.min()) >= 0.0 and float(nearness.max()) <= 1.0
     assert state.range is not None  # carried to the next batch
+
+
+def test_the_default_pre_roll_is_what_depth_anything_needs() -> None:
+    from stereo_infer.engines.depth import DEPTH_ANYTHING_REPOS, DepthAnythingDepth
+    from stereo_types.formats import TEMPORAL_DEPTH_MODELS
+
+    assert set(DEPTH_ANYTHING_REPOS) == TEMPORAL_DEPTH_MODELS
+    warm_up, ema = DepthAnythingDepth.warm_up_frames, DepthAnythingDepth.ema
+    # The moving range forgets its start to 1 % in the warm-up, not a frame sooner.
+    assert ema**warm_up <= 0.01 < ema ** (warm_up - 1)

@@ -149,7 +149,7 @@ def test_first_keyframe_needs_no_seek_in_a_source_that_starts_late() -> None:
 
 
 def test_negative_pre_roll_is_bad_input() -> None:
-    with pytest.raises(BadInputError, match="pre-roll must be zero or more frames: -1"):
+    with pytest.raises(BadInputError, match="pre-roll: must be an integer >= 0"):
         windows(closed_gops(), 4, pre_roll=-1)
 
 

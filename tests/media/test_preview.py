@@ -161,7 +161,7 @@ def test_png_encoder_round_trips_an_odd_size(tmp_path: Path) -> None:
         ("audio_only", [], "no video stream"),
         ("src_mp4", ["--at", "2"], "--at 2 s is past the end of"),
         ("src_mp4", ["--at", "-1"], "--at must be a time >= 0"),
-        ("src_mp4", ["--convergence", "2"], "--convergence must be within 0..1"),
+        ("src_mp4", ["--convergence", "2"], "--convergence: must be a number >= 0 and <= 1"),
         ("src_mp4", ["--depth-model", "Nope"], "has no depth model 'Nope'"),
         ("src_mp4", ["--device", "tpu"], "device must be auto, cpu, cuda or cuda:N"),
     ],

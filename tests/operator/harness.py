@@ -401,13 +401,13 @@ def make_video(path: Path, seconds: float, fps: int = 24, audio: bool = True) ->
     return path
 
 
-def probe_stream(path: Path, stream: str, entries: str, count: bool = False) -> str:
+def probe_stream(path: Path, stream: str, entry: str, count: bool = False) -> str:
+    """One field of one stream (JSON: a csv row would also hold the stream's side data)."""
     args = ["ffprobe", "-v", "error", "-select_streams", stream]
     args += ["-count_frames"] if count else []
-    args += ["-show_entries", f"stream={entries}", "-of", "csv=p=0", str(path)]
-    return subprocess.run(
-        args, check=True, capture_output=True, text=True, timeout=60
-    ).stdout.strip()
+    args += ["-show_entries", f"stream={entry}", "-of", "json", str(path)]
+    out = subprocess.run(args, check=True, capture_output=True, text=True, timeout=60).stdout
+    return str(json.loads(out)["streams"][0][entry])
 
 
 def frame_count(path: Path) -> int:

@@ -85,6 +85,8 @@ def test_assemble_job_runs_the_assemble_contract() -> None:
         "s3://out/movie.mp4",
         "--container",
         "mp4",
+        "--format",
+        "full-sbs",
     ]
 
 

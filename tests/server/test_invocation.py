@@ -24,7 +24,8 @@ BASE = {
 def test_minimal_request_takes_defaults() -> None:
     request = build_request(BASE, None)
     assert request.input_uri == "s3://b/in.mp4" and request.format.value == "half-sbs"
-    assert request.stereo.divergence == 2.0 and request.stereo.pre_roll_frames == 0
+    # No pre-roll: a request's window names its own.
+    assert request.stereo.divergence == 2.0 and request.stereo.pre_roll_frames is None
     assert request.depth_model is None  # the server's loaded model
     assert request.engine is None
     assert request.encoding.crf == 20 and request.encoding.preset.value == "medium"

@@ -3,7 +3,6 @@ pydantic validators say."""
 
 from __future__ import annotations
 
-import copy
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,8 +25,8 @@ from stereo_types.crdgen import (
 from stereo_types.names import MAX_VIDEOJOB_NAME_LENGTH, VIDEOJOB_NAME_MESSAGE
 from stereo_types.segment import SegmentSpec
 from stereo_types.videojob import VideoJobSpec, immutable_changes
+from tests.crds import CRD_DIR, CRDS, apply_defaults, node_at, root_schema
 
-CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
 FORBIDDEN_KEYWORDS = {
     "$ref",
     "$defs",
@@ -46,45 +45,12 @@ UID = "0b7c2f1e-8d0a-4e0e-9a51-2d3c4b5a6f70"
 Path_ = tuple[str, ...]
 
 
-def load(filename: str) -> dict[str, Any]:
-    return dict(yaml.safe_load((CRD_DIR / filename).read_text()))
-
-
-CRDS = {resource.kind: load(resource.filename) for resource in RESOURCES}
-
-
-def root_schema(kind: str) -> dict[str, Any]:
-    return dict(CRDS[kind]["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
-
-
 def walk(node: dict[str, Any], path: Path_ = ()) -> Iterator[tuple[Path_, dict[str, Any]]]:
     yield path, node
     for name, child in node.get("properties", {}).items():
         yield from walk(child, (*path, name))
     if "items" in node:
         yield from walk(node["items"], (*path, "[]"))
-
-
-def node_at(schema: dict[str, Any], json_path: str) -> dict[str, Any]:
-    node = schema
-    for name in json_path.strip(".").split("."):
-        node = node["properties"][name]
-    return node
-
-
-def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
-    """Structural defaulting as the API server does it: missing fields with a
-    default get it, then defaulting recurses into the result."""
-    value = copy.deepcopy(value)
-    if schema.get("type") == "object" and isinstance(value, dict):
-        for name, child in schema.get("properties", {}).items():
-            if name not in value and "default" in child:
-                value[name] = copy.deepcopy(child["default"])
-            if name in value:
-                value[name] = apply_defaults(child, value[name])
-    elif schema.get("type") == "array" and isinstance(value, list):
-        value = [apply_defaults(schema["items"], item) for item in value]
-    return value
 
 
 def test_committed_crds_match_the_models() -> None:

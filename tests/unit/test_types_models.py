@@ -48,6 +48,7 @@ from stereo_types.videojob import (
     VideoJobStatus,
     format_progress,
     immutable_changes,
+    pre_roll_frames,
     resolve_output_uri,
 )
 
@@ -68,7 +69,6 @@ def test_videojob_spec_defaults_on_the_wire() -> None:
             "divergence": 2.0,
             "convergence": 0.5,
             "depthModel": "Any_V2_S",
-            "preRollFrames": 0,
         },
         "encoding": {"codec": "h264", "crf": 20, "preset": "medium", "container": "mp4"},
         "output": {"keepOnDelete": True},
@@ -418,3 +418,23 @@ def test_set_condition_validates_like_the_api_server() -> None:
     fresh = set_condition([], "Ready", "True", "Done")[0]
     assert fresh.last_transition_time.microsecond == 0
     assert fresh.to_wire()["lastTransitionTime"].endswith("Z")
+
+
+@pytest.mark.parametrize(
+    ("stereo", "engine", "pre_roll"),
+    [
+        ({}, "builtin", 21),  # Depth Anything's moving range needs 21 frames
+        ({"depthModel": "Prior"}, "builtin", 0),
+        ({"depthModel": "Any_V2_L"}, "iw3", 0),
+        ({}, "copy", 0),
+        ({"preRollFrames": 5}, "builtin", 5),
+        ({"preRollFrames": 0}, "builtin", 0),
+    ],
+)
+def test_the_default_pre_roll_follows_the_depth_model(
+    stereo: dict[str, Any], engine: str, pre_roll: int
+) -> None:
+    spec = VideoJobSpec.model_validate(
+        {"source": SOURCE, "stereo": stereo, "backend": {"type": "job", "engine": engine}}
+    )
+    assert pre_roll_frames(spec) == pre_roll

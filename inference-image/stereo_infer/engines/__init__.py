@@ -11,8 +11,7 @@ from collections.abc import Callable
 from stereo_infer.engines.base import Engine, EngineJob, EngineOptions
 from stereo_infer.engines.copy import CopyEngine
 from stereo_infer.errors import UnknownEngineError
-
-ENGINE_NAMES = ("copy", "builtin", "iw3")
+from stereo_types.backend import Engine as EngineName
 
 __all__ = [
     "ENGINE_NAMES",
@@ -41,11 +40,13 @@ def _iw3(options: EngineOptions) -> Engine:
     return Iw3Engine(options)
 
 
+# The engines a VideoJob can name (stereo_types.backend.Engine), in the order help lists them.
 _FACTORIES: dict[str, Callable[[EngineOptions], Engine]] = {
-    "copy": _copy,
-    "builtin": _builtin,
-    "iw3": _iw3,
+    EngineName.COPY: _copy,
+    EngineName.BUILTIN: _builtin,
+    EngineName.IW3: _iw3,
 }
+ENGINE_NAMES = tuple(str(name) for name in _FACTORIES)
 
 
 def _installed(module: str) -> bool:

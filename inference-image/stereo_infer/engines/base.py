@@ -8,10 +8,11 @@ from stereo_infer.encoding import VideoEncoding
 from stereo_infer.engines.formats import StereoFormat
 from stereo_infer.errors import BadInputError
 from stereo_infer.progress import ProgressReporter
+from stereo_infer.settings import checked
 from stereo_infer.window import SegmentInput
+from stereo_types.backend import BatchSize
 
 DEVICE_AUTO = "auto"
-MAX_BATCH_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,8 @@ class EngineOptions:
             device.startswith("cuda:") and device[5:].isdigit()
         ):
             raise BadInputError(f"device must be auto, cpu, cuda or cuda:N: {device!r}")
-        if self.batch_size is not None and not 1 <= self.batch_size <= MAX_BATCH_SIZE:
-            raise BadInputError(f"batch size must be within 1..{MAX_BATCH_SIZE}: {self.batch_size}")
+        if self.batch_size is not None:
+            checked("batch size", BatchSize, self.batch_size)
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from stereo_infer.errors import BadInputError
+from stereo_types.formats import DEFAULT_DEPTH_MODEL, DEPTH_ANYTHING_WARM_UP_FRAMES
 
 PRIOR = "Prior"
 # Our model names (iw3's spelling, so one VideoJob setting serves both engines)
@@ -51,7 +52,6 @@ DEPTH_ANYTHING_REPOS = {
     "Any_V2_B": "depth-anything/Depth-Anything-V2-Base-hf",
     "Any_V2_L": "depth-anything/Depth-Anything-V2-Large-hf",
 }
-DEFAULT_NEURAL_MODEL = "Any_V2_S"
 DEPTH_MODELS = (PRIOR, *DEPTH_ANYTHING_REPOS)
 WEIGHTS_ENV = "STEREO_DEPTH_WEIGHTS"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -78,6 +78,8 @@ class DepthEstimator(Protocol):
     name: str
     # True when a frame's estimate depends on earlier frames of the segment.
     temporal: bool
+    # Frames a segment must see first for its estimates to match a single pass (pre-roll).
+    warm_up_frames: int
 
     def estimate(self, frames: torch.Tensor, state: StreamState) -> torch.Tensor:
         """``(N, 3, H, W)`` RGB in 0..1 -> ``(N, 1, H, W)`` float32 nearness in 0..1."""
@@ -115,6 +117,7 @@ class PriorDepth:
 
     name = PRIOR
     temporal = False
+    warm_up_frames = 0
     work_height = 128
     luma_weight = 0.6
     row_weight = 0.4
@@ -156,6 +159,8 @@ class DepthAnythingDepth:
     low_q, high_q = 0.02, 0.98
     # Weight of the previous frames' range in the moving average.
     ema = 0.8
+    # Frames until the average has forgotten where it started (to 1 %).
+    warm_up_frames = DEPTH_ANYTHING_WARM_UP_FRAMES
 
     def __init__(self, name: str, weights: Path, device: torch.device) -> None:
         self.name = name
@@ -309,13 +314,13 @@ def check_depth_model(name: str) -> None:
 
 
 def default_depth_model() -> str:
-    """Depth Anything V2 Small where its weights are present, else the weight-free prior."""
+    """The VideoJob's default model where its weights are present, else the weight-free prior."""
     try:
-        check_depth_model(DEFAULT_NEURAL_MODEL)
+        check_depth_model(DEFAULT_DEPTH_MODEL)
     except DepthModelUnavailableError as exc:
         print(f"stereo-infer: depth model {PRIOR} (weight-free): {exc}", file=sys.stderr)
         return PRIOR
-    return DEFAULT_NEURAL_MODEL
+    return DEFAULT_DEPTH_MODEL
 
 
 def load_depth_model(name: str, device: torch.device) -> DepthEstimator:
