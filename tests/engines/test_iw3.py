@@ -37,6 +37,7 @@ from stereo_infer.errors import BadInputError, UnknownEngineError
 from stereo_infer.probe import probe
 from stereo_infer.window import SegmentInput
 from tests.engines.test_builtin import square_centre
+from tests.engines.test_hdr import PQ, luma_levels, make_ramp
 from tests.engines.videos import (
     make_testsrc,
     packets,
@@ -436,3 +437,21 @@ def test_iw3_needs_nunif_home(iw3_utils: ModuleType, monkeypatch: pytest.MonkeyP
     monkeypatch.delenv("NUNIF_HOME")
     with pytest.raises(UnknownEngineError, match="NUNIF_HOME"):
         get_engine("iw3")
+
+
+def test_a_ten_bit_hdr10_source_stays_ten_bit(
+    engine: Iw3Engine, engine_media: Path, tmp_path: Path
+) -> None:
+    source = make_ramp(engine_media / "iw3-ramp-pq.mp4", PQ, hdr10=True)
+    encoding = VideoEncoding(codec="hevc", crf=20, preset="ultrafast")
+    out = convert(engine, source, tmp_path / "hdr.mp4", StereoFormat.FULL_SBS, encoding=encoding)
+    video, original = probe(out).video, probe(source).video
+    assert (video.pix_fmt, video.color_transfer, video.color_primaries) == (
+        "yuv420p10le",
+        "smpte2084",
+        "bt2020",
+    )
+    assert video.hdr_metadata == original.hdr_metadata is not None
+    # The ramp spans 200 ten-bit codes, which 8 bits hold in at most 51 (iw3 keeps 200 here).
+    levels = luma_levels(out)
+    assert levels > 60, levels

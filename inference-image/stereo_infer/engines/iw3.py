@@ -29,6 +29,10 @@ The translation of our settings into iw3's argument list is a pure function,
 
 Segments carry no audio, so iw3's audio handling never comes into play.
 
+A source of more than 8 bits (10-bit HDR) stays 10-bit: iw3 is asked for
+``yuv420p10le`` (it then computes in 16 bits), and the re-encode keeps it and
+writes the source's colour tags and HDR10 metadata back.
+
 VR180 frames are iw3's own: each view projected to a square equirectangular
 image 1.5 times the source's longer side, not ``formats.output_size``'s 2w x h.
 
@@ -95,6 +99,8 @@ class Iw3Call:
     gpu: int = 0
     method: str = DEFAULT_METHOD
     batch_size: int | None = None
+    # iw3's --pix-fmt: 10 bits (iw3 then works in 16) for a source of more than 8.
+    pix_fmt: str = "yuv420p"
 
 
 def iw3_arguments(call: Iw3Call) -> list[str]:
@@ -125,7 +131,7 @@ def iw3_arguments(call: Iw3Call) -> list[str]:
         "--preset",
         INTERMEDIATE_PRESET,
         "--pix-fmt",
-        "yuv420p",
+        call.pix_fmt,
     ]
     if call.batch_size is not None:
         args += ["--batch-size", str(call.batch_size)]
@@ -347,6 +353,7 @@ class Iw3Engine:
             gpu=self._gpu(),
             method=self.method,
             batch_size=self.options.batch_size,
+            pix_fmt="yuv420p10le" if job.input.video.bit_depth > 8 else "yuv420p",
         )
 
     def _run(self, args: Any, depth_model: str, progress: ProgressReporter | None) -> None:
