@@ -289,9 +289,20 @@ def _header(
                 f" ({sum(len(r.attempts) for r in rows)} attempts)"
             ),
         ),
+        ("Seams", _e(_seams(status))),
     ]
     items = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in fields)
     return f'<dl class="header">{items}</dl>'
+
+
+def _seams(status: VideoJobStatus) -> str:
+    seams = status.seams
+    if seams is None:
+        return "not measured (the engine reports no depth traces)"
+    return (
+        f"score {seams.score} at segment {seams.worst_segment}, median {seams.median_score}"
+        f" over {seams.seams} seams (1: a seam moves the depth no more than a frame does)"
+    )
 
 
 def _window(status: VideoJobStatus, rows: list[SegmentRow]) -> Window | None:

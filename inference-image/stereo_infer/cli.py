@@ -2,18 +2,21 @@
 
     stereo-infer probe    --input PATH_OR_URI
     stereo-infer plan     --input PATH_OR_URI --segment-seconds N [--pre-roll K]
+                          [--engine E [--depth-model M]]
                           (--workspace ROOT_URI --namespace NS --videojob NAME --uid UID
                            | --output-dir DIR_OR_PREFIX [--plan-out FILE_OR_URI])
     stereo-infer convert  --input URI --output URI --format F [--engine copy|builtin|iw3]
                           [--window JSON | --pre-roll K]
                           [--divergence D] [--convergence C] [--depth-model M]
                           [--codec h264|hevc] [--crf N] [--preset P]
+                          [--encoder software|nvenc]
                           [--device auto|cpu|cuda[:N]] [--batch-size N]
     stereo-infer assemble --plan PLAN_URI --output FINAL_URI [--container mp4|mkv]
     stereo-infer serve    [--host H] [--port 8080] [--engine E] [--depth-model M]
                           [--format F] [--concurrency N] [--device D] [--batch-size N]
     stereo-infer preview  SOURCE --at SECONDS --out PNG [--depth-model M]
                           [--divergence D] [--convergence C] [--device D]
+    stereo-infer capabilities
 
 ``serve`` runs the HTTP inference server (``stereo_infer.server``): ``GET /ping``
 and ``POST /invocations``, SageMaker compatible.
@@ -28,9 +31,14 @@ otherwise. ``assemble`` joins the outputs the plan names and muxes the source's 
 
 Paths may be local paths or file://, s3:// and gs:// URIs; inputs also http:// and https://
 URLs (``stereo_infer.httpsource``). Exit codes are in ``stereo_infer.exitcodes``.
+
+``capabilities`` prints, as JSON, the engines and depth models this image can run
+(``stereo_infer.capabilities``). ``plan --engine E --depth-model M`` checks the request
+against them before it reads the source: one the image lacks exits ``MODEL_UNAVAILABLE``.
 """
 
 import argparse
+import json
 import signal
 import sys
 import tempfile
@@ -46,7 +54,9 @@ from pydantic import ValidationError
 
 from stereo_infer import exitcodes
 from stereo_infer.assemble import assemble, check_plan, container_for
+from stereo_infer.capabilities import capabilities, check_request
 from stereo_infer.conversion import ConversionRequest, convert
+from stereo_infer.depth_traces import score_seams
 from stereo_infer.encoding import VideoEncoding
 from stereo_infer.engines import ENGINE_NAMES, EngineOptions, available_engines, get_engine
 from stereo_infer.engines.formats import StereoFormat
@@ -68,6 +78,7 @@ from stereo_types.formats import (
     DEFAULT_CONVERGENCE,
     DEFAULT_CRF,
     DEFAULT_DIVERGENCE,
+    DEFAULT_ENCODER,
     DEFAULT_FORMAT,
     DEFAULT_PRE_ROLL_FRAMES,
     DEFAULT_PRESET,
@@ -78,6 +89,8 @@ from stereo_types.formats import (
     Crf,
     DepthModel,
     Divergence,
+    Encoder,
+    EncoderChoice,
     EncoderPreset,
     FormatChoice,
     PreRollFrames,
@@ -86,6 +99,7 @@ from stereo_types.formats import (
 )
 from stereo_types.layout import StorageRoot, VideoJobRef
 from stereo_types.plan import SourceWindow
+from stereo_types.refusals import refusal_line
 
 
 class UsageError(BadInputError):
@@ -134,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="warm-up frames before each segment",
     )
     _add_container_arg(p, "the final output's; a source track it cannot hold fails the plan")
+    p.add_argument(
+        "--engine",
+        type=_setting(EngineChoice),
+        help="the engine the segments will run: refused at once if this image lacks it",
+    )
+    _add_depth_model_arg(p, "with --engine: refused at once if this image lacks it")
     layout = p.add_argument_group("storage layout (what the operator passes)")
     layout.add_argument(
         "--workspace", metavar="ROOT_URI", help="workspace root URI: s3://, gs:// or file:///"
@@ -147,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     local.add_argument("--plan-out", metavar="FILE", help="default DIR/plan.json")
     p.set_defaults(handler=cmd_plan)
+
+    p = commands.add_parser(
+        "capabilities", help="the engines and depth models this image can run, as JSON"
+    )
+    p.set_defaults(handler=cmd_capabilities)
 
     p = commands.add_parser("convert", help="convert one segment (or a whole video) to stereo")
     p.add_argument("--input", required=True)
@@ -259,10 +284,17 @@ def _add_encoding_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--codec", type=_setting(CodecChoice), default=DEFAULT_CODEC, help=codecs)
     p.add_argument("--crf", type=_setting(Crf), default=DEFAULT_CRF, help="constant rate factor")
     p.add_argument("--preset", type=_setting(PresetChoice), default=DEFAULT_PRESET, help=presets)
+    encoders = "|".join(e.value for e in Encoder)
+    p.add_argument(
+        "--encoder", type=_setting(EncoderChoice), default=DEFAULT_ENCODER, help=encoders
+    )
 
 
 def _encoding(args: argparse.Namespace) -> VideoEncoding:
-    return VideoEncoding(codec=args.codec.value, crf=args.crf, preset=args.preset.value)
+    encoding = VideoEncoding(
+        codec=args.codec.value, crf=args.crf, preset=args.preset.value, encoder=args.encoder.value
+    )
+    return encoding.available()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -278,7 +310,7 @@ def _run(argv: Sequence[str] | None) -> int:
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else exitcodes.OK
     except StereoInferError as exc:
-        print(f"stereo-infer: error: {exc}", file=sys.stderr)
+        print(_error_line(exc), file=sys.stderr)
         return exc.exit_code
     except OSError as exc:
         # Disk full, I/O errors, permission flaps on volumes: worth a retry.
@@ -287,6 +319,14 @@ def _run(argv: Sequence[str] | None) -> int:
     except Exception:
         traceback.print_exc()
         return exitcodes.SOFTWARE
+
+
+def _error_line(exc: StereoInferError) -> str:
+    """The error line; one the operator must tell apart names its reason (stereo_types.refusals)."""
+    reason = getattr(exc, "reason", None)
+    if isinstance(reason, str):
+        return refusal_line(reason, str(exc))
+    return f"stereo-infer: error: {exc}"
 
 
 @contextmanager
@@ -318,9 +358,18 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return exitcodes.OK
 
 
+def cmd_capabilities(args: argparse.Namespace) -> int:
+    print(json.dumps(capabilities(), indent=2))
+    return exitcodes.OK
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     # Cheap checks first: a bad request fails before the source is read.
     targets = _plan_targets(args)
+    if args.engine is not None:
+        check_request(args.engine, args.depth_model)
+    elif args.depth_model is not None:
+        raise UsageError("--depth-model goes with --engine: the model is the engine's")
     plan = plan_source(
         args.input, targets, args.segment_seconds, pre_roll=args.pre_roll, container=args.container
     )
@@ -418,12 +467,20 @@ def cmd_assemble(args: argparse.Namespace) -> int:
                 stereo_format=args.format,
                 show_progress=not args.no_progress,
             )
+        # Before the output, so the score is there when the operator sees the output.
+        seams = score_seams(plan, args.plan, work / "traces")
         if not is_local(args.output):
             publish_output(result.output, args.output)
     print(
         f"assembled {result.frame_count} frames from {result.segments} segments into {args.output}",
         file=sys.stderr,
     )
+    if seams is not None:
+        print(
+            f"seam score {seams.score} (worst at segment {seams.worst_segment}; median"
+            f" {seams.median_score} over {seams.seams} seams)",
+            file=sys.stderr,
+        )
     return exitcodes.OK
 
 

@@ -2,7 +2,8 @@
 
 The engine reads the segment's window straight from the source (``stereo_infer.source``: a
 local file, or range reads from the store), writes a local file, and the file is checked
-(frame count) and published in one step.
+(frame count) and published in one step, after the engine's depth trace where it has one
+(``stereo_types.seams``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from stereo_infer.progress import ProgressReporter
 from stereo_infer.source import open_source
 from stereo_infer.window import SegmentInput
 from stereo_types.plan import SourceWindow
+from stereo_types.seams import DepthTrace, depth_trace_uri
 
 
 class NoFramesLeft(BadInputError):
@@ -80,12 +82,15 @@ def convert(
         )
         expected = segment.output_frames
         progress = ProgressReporter(engine.name, expected) if show_progress else None
-        engine.convert(job, progress)
+        trace = engine.convert(job, progress)
         produced = count_frames(out)
         if progress is not None:
             progress.finish(produced)
         if produced != expected:
             raise MediaError(f"engine {engine.name} wrote {produced} frames, expected {expected}")
+        if trace is not None and request.window is not None:
+            # A VideoJob's segment: the trace goes first, so it is there once the output is.
+            _publish_trace(trace, request.output_uri, Path(tmp))
         publish_output(out, request.output_uri)
         # What the segment read of the source: counted at the gateway, else its window's share.
         input_bytes = source.bytes_read() or _window_bytes(request.window, source.size)
@@ -125,6 +130,12 @@ def _segment_input(url: str, request: ConversionRequest) -> SegmentInput:
             f"pre-roll {segment.pre_roll} leaves no frames of {segment.decoded_frames}"
         )
     return segment
+
+
+def _publish_trace(trace: DepthTrace, output_uri: str, scratch: Path) -> None:
+    local = scratch / "depth.json"
+    local.write_text(trace.model_dump_json(by_alias=True), encoding="utf-8")
+    publish_output(local, depth_trace_uri(output_uri))
 
 
 def _window_bytes(window: SourceWindow | None, size: int) -> int:

@@ -3,6 +3,7 @@
 from typing import ClassVar
 
 from stereo_infer import exitcodes
+from stereo_types.refusals import MODEL_UNAVAILABLE
 
 
 class StereoInferError(Exception):
@@ -21,6 +22,17 @@ class TransientError(StereoInferError):
     """Something outside our control failed (storage, disk, a killed tool); retry."""
 
     exit_code: ClassVar[int] = exitcodes.TEMPFAIL
+
+
+class ModelUnavailableError(BadInputError):
+    """The image cannot run what the request asks for: an engine or depth model it lacks.
+
+    The CLI prints it as ``stereo-infer: error [ModelUnavailable]: ...`` (see
+    ``stereo_types.refusals``) so the operator can tell it from other bad input.
+    """
+
+    exit_code: ClassVar[int] = exitcodes.MODEL_UNAVAILABLE
+    reason: ClassVar[str] = MODEL_UNAVAILABLE
 
 
 class ProbeError(BadInputError):
@@ -45,6 +57,10 @@ class UnknownFormatError(BadInputError):
 
 class UnknownEngineError(BadInputError):
     """An engine name that is unknown or not available in this image."""
+
+
+class EngineUnavailableError(UnknownEngineError, ModelUnavailableError):
+    """A known engine whose libraries this image does not have (torch, iw3)."""
 
 
 class AssembleInputError(BadInputError):

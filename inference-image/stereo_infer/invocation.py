@@ -17,7 +17,7 @@ server loaded at start, omitted encoding the VideoJob defaults. SageMaker's
 ``X-Amzn-SageMaker-Custom-Attributes`` header may carry ``key=value`` pairs
 separated by commas or semicolons for any of the leaf fields (``format``,
 ``engine``, ``inputUri``, ``outputUri``, ``divergence``, ``convergence``,
-``depthModel``, ``preRollFrames``, ``codec``, ``crf``, ``preset``); the body
+``depthModel``, ``preRollFrames``, ``codec``, ``crf``, ``preset``, ``encoder``); the body
 wins where both give one. A body of the form ``{"InputLocation": "s3://..."}``
 points at the request document instead of being it (the server fetches it).
 

@@ -172,8 +172,15 @@ class InferenceService:
             raise RequestError(field_name, str(exc)) from None
         settings = request.encoding
         encoding = VideoEncoding(
-            codec=settings.codec.value, crf=settings.crf, preset=settings.preset.value
+            codec=settings.codec.value,
+            crf=settings.crf,
+            preset=settings.preset.value,
+            encoder=settings.encoder.value,
         )
+        try:
+            encoding.available()
+        except BadInputError as exc:
+            raise RequestError("encoding.encoder", str(exc)) from None
         with self._gate:
             return self._convert(engine, request, stereo_format, depth_model, encoding)
 

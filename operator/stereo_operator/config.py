@@ -35,6 +35,8 @@ class PodTemplate(_Model):
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
     service_account_name: str | None = None
     priority_class_name: str | None = None
+    runtime_class_name: str | None = None
+    """RuntimeClass of the pods that get GPUs; a VideoJob's backend.runtimeClassName wins."""
     env: list[dict[str, Any]] = Field(default_factory=list)
     env_from: list[dict[str, Any]] = Field(default_factory=list)
     labels: dict[str, str] = Field(default_factory=dict)

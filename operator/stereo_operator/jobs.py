@@ -14,7 +14,7 @@ from typing import Any
 from stereo_operator import labels
 from stereo_operator.config import OperatorConfig, PodTemplate
 from stereo_operator.labels import Role
-from stereo_types.backend import Engine
+from stereo_types.backend import BackendType, Engine
 from stereo_types.layout import StorageRoot, VideoJobRef
 from stereo_types.names import API_VERSION, SEGMENT_KIND, VIDEOJOB_KIND, job_name
 from stereo_types.plan import plan_uri
@@ -25,8 +25,10 @@ Manifest = dict[str, Any]
 
 GPU_RESOURCE = "nvidia.com/gpu"
 CONTAINER_NAME = "main"
-# stereo-infer's exit code for bad input (see stereo_infer.exitcodes): retrying cannot help.
+# stereo-infer's exit codes for bad input and for an engine or depth model the image lacks
+# (see stereo_infer.exitcodes): retrying cannot help.
 EXIT_BAD_INPUT = 3
+EXIT_MODEL_UNAVAILABLE = 69
 _UID_HASH_LENGTH = 5  # as in stereo_types.names.job_name
 EPHEMERAL_STORAGE = "ephemeral-storage"
 _MIB = 1 << 20
@@ -123,6 +125,9 @@ def _pod_spec(
         pod["serviceAccountName"] = template.service_account_name
     if template.priority_class_name:
         pod["priorityClassName"] = template.priority_class_name
+    # A GPU runtime (the NVIDIA container runtime's RuntimeClass) only where GPUs are used.
+    if template.runtime_class_name and gpus > 0:
+        pod["runtimeClassName"] = template.runtime_class_name
     return pod
 
 
@@ -135,7 +140,7 @@ def _pod_failure_policy() -> dict[str, Any]:
                 "onExitCodes": {
                     "containerName": CONTAINER_NAME,
                     "operator": "In",
-                    "values": [EXIT_BAD_INPUT],
+                    "values": [EXIT_BAD_INPUT, EXIT_MODEL_UNAVAILABLE],
                 },
             },
             # Preemption, eviction, node drain: not the segment's fault, so the Job controller
@@ -222,6 +227,7 @@ def split_job(
         # Tracks the output cannot hold fail the plan, before any GPU time is spent.
         "--container",
         spec.encoding.container.value,
+        *image_check_args(spec, config),
     ]
     return _media_job(
         ref,
@@ -233,6 +239,48 @@ def split_job(
         scratch_bytes=PLAN_EPHEMERAL_BYTES,
         deadline_seconds=PLAN_DEADLINE_SECONDS,
     )
+
+
+def image_check_args(spec: VideoJobSpec, config: OperatorConfig) -> list[str]:
+    """Plan's ``--engine``/``--depth-model``: it refuses, before reading the source, an engine
+    or depth model its image lacks (exit 69, reason ModelUnavailable).
+
+    Only where the split Job sees what the inference Jobs will: the job backend (the stub runs
+    the copy engine, which needs nothing; http and managed run elsewhere) with a media pod
+    template that sees the inference one's files (weights are often mounted on the inference
+    Jobs alone; there the first inference Job is the check).
+    """
+    if spec.backend.type is not BackendType.JOB or not same_files(config.media, config.inference):
+        return []
+    return ["--engine", spec.backend.engine.value, "--depth-model", spec.stereo.depth_model]
+
+
+# The variables stereo-infer's engine and model checks read (stereo_infer.engines.depth,
+# .iw3): where weights are looked for, and where Python finds iw3.
+MODEL_ENV = frozenset(
+    {
+        "STEREO_DEPTH_WEIGHTS",
+        "HF_HUB_CACHE",
+        "HF_HOME",
+        "XDG_CACHE_HOME",
+        "HOME",
+        "NUNIF_HOME",
+        "PYTHONPATH",
+    }
+)
+
+
+def same_files(media: PodTemplate, inference: PodTemplate) -> bool:
+    """Whether the two templates' containers see the same software and weights: the same
+    image, volumes, envFrom and model-related variables (others, such as the metrics
+    settings, may differ)."""
+    fields = ("image", "env_from", "volumes", "volume_mounts")
+    same = all(getattr(media, name) == getattr(inference, name) for name in fields)
+    return same and _model_env(media) == _model_env(inference)
+
+
+def _model_env(template: PodTemplate) -> list[dict[str, Any]]:
+    return [e for e in template.env if e.get("name") in MODEL_ENV]
 
 
 def assemble_job(
@@ -326,6 +374,8 @@ def convert_args(spec: SegmentSpec, engine: Engine) -> list[str]:
         str(spec.encoding.crf),
         "--preset",
         spec.encoding.preset.value,
+        "--encoder",
+        spec.encoding.encoder.value,
     ]
 
 
@@ -342,12 +392,17 @@ def inference_job(
     deadline_seconds: int,
 ) -> Manifest:
     """One attempt at one segment; owned by the Segment, so it goes with it."""
+    template = config.inference
+    if spec.backend.runtime_class_name:
+        template = template.model_copy(
+            update={"runtime_class_name": spec.backend.runtime_class_name}
+        )
     return build_job(
         name=inference_job_name(ref, spec.index, attempt),
         namespace=ref.namespace,
         job_labels=labels.job_labels(ref, Role.INFERENCE, spec.index, attempt),
         owner=owner_reference(SEGMENT_KIND, segment_name, segment_uid),
-        template=config.inference,
+        template=template,
         args=convert_args(spec, engine),
         env=_identity_env(ref, spec.index, attempt),
         gpus=gpus,

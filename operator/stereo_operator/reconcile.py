@@ -19,9 +19,11 @@ from stereo_operator.backends.base import AttemptPhase, AttemptState, SegmentObs
 from stereo_operator.config import OperatorConfig
 from stereo_operator.segments import AttemptFailure, Patch, StoredObject, rfc3339
 from stereo_operator.views import JobView, SegmentView
+from stereo_types import refusals
 from stereo_types.conditions import Condition, ConditionStatus, find_condition, set_condition
 from stereo_types.layout import StorageRoot, VideoJobRef
 from stereo_types.plan import SplitPlan
+from stereo_types.seams import SeamScore, seams_uri
 from stereo_types.segment import SegmentCompletion, SegmentConversion, SegmentPhase
 from stereo_types.videojob import VideoJobPhase, VideoJobSpec, VideoJobStatus, format_progress
 
@@ -34,6 +36,7 @@ SUCCEEDED = "Succeeded"
 # Failure reasons on a VideoJob (condition reason, event reason).
 BACKEND_UNAVAILABLE = "BackendUnavailable"
 BAD_INPUT = "BadInput"
+MODEL_UNAVAILABLE = refusals.MODEL_UNAVAILABLE
 SPLIT_FAILED = "SplitFailed"
 PLAN_UNREADABLE = "PlanUnreadable"
 SEGMENT_FAILED = "SegmentFailed"
@@ -94,11 +97,19 @@ class StorageNeeds:
     plan: bool = False
     segment_outputs: tuple[tuple[int, str], ...] = ()
     final_output: str | None = None
+    seams: str | None = None
+    """The seam score the assemble Job published."""
     failure_details: tuple[str, ...] = ()
     """Jobs whose pods' termination messages explain a failure about to be recorded."""
 
     def __bool__(self) -> bool:
-        return bool(self.plan or self.segment_outputs or self.final_output or self.failure_details)
+        return bool(
+            self.plan
+            or self.segment_outputs
+            or self.final_output
+            or self.seams
+            or self.failure_details
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +122,7 @@ class Fetched:
     final_output: StoredObject | None = None
     final_checked: bool = False
     """Whether storage answered about the final output (None above then means absent)."""
+    seams: SeamScore | None = None
     failure_details: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -247,7 +259,7 @@ def storage_needs(snap: Snapshot) -> StorageNeeds:
     if phase is VideoJobPhase.ASSEMBLING:
         assemble = snap.assemble_job
         if assemble is not None and assemble.succeeded:
-            return StorageNeeds(final_output=vj.output_uri)
+            return StorageNeeds(final_output=vj.output_uri, seams=seams_uri(vj.root, vj.ref))
         if assemble is not None and assemble.failed:
             return StorageNeeds(failure_details=(assemble.name,))
     return StorageNeeds()
@@ -291,6 +303,8 @@ class _Tick:
         self.out = Actions()
         self.phase = self.vj.status.phase
         self.failure: tuple[str, str] | None = None
+        # The seam score, read once the assemble Job has succeeded.
+        self.seams: SeamScore | None = None
         # Every existing segment as it is; Running-phase transitions replace entries.
         self.segs: dict[int, _Seg] = {
             i: _Seg(v, v.phase, v.attempts) for i, v in _existing(snap).items()
@@ -327,9 +341,7 @@ class _Tick:
                 jobs.split_job(self.vj.ref, self.spec, self.vj.root, self.config)
             )
         elif split.failed:
-            message = _job_failure_message(split, self.fetched.failure_details, "split")
-            reason = BAD_INPUT if split.bad_input else SPLIT_FAILED
-            self.fail(reason, f"split of {self.spec.source} failed: {message}")
+            self.split_failed(split)
         elif split.succeeded:
             plan = self.fetched.plan
             if plan is None:
@@ -341,6 +353,17 @@ class _Tick:
             else:
                 self.total = len(plan.segments)
                 self.phase = VideoJobPhase.RUNNING
+
+    def split_failed(self, split: JobView) -> None:
+        message = _job_failure_message(split, self.fetched.failure_details, "split")
+        refusal = refusals.find_refusal(message) if split.bad_input else None
+        if refusal is not None:
+            # The plan refused the engine or depth model before reading the source.
+            image = self.config.inference.image
+            self.fail(refusal.reason, f"image {image} cannot run this VideoJob: {refusal.message}")
+            return
+        reason = BAD_INPUT if split.bad_input else SPLIT_FAILED
+        self.fail(reason, f"split of {self.spec.source} failed: {message}")
 
     def running(self) -> None:
         existing = _existing(self.snap)
@@ -399,6 +422,7 @@ class _Tick:
                 )
             else:
                 self.phase = VideoJobPhase.SUCCEEDED
+                self.seams = self.fetched.seams
 
     # -- segments ----------------------------------------------------------------------------
 
@@ -734,6 +758,8 @@ class _Tick:
         }
         if self.phase in _TERMINAL:
             desired["completionTime"] = rfc3339(status.completion_time or self.now)
+        if self.seams is not None:
+            desired["seams"] = self.seams.to_wire()
         desired["estimatedCompletionTime"] = self.eta(counters["segmentsCompleted"])
         message = self.message(counters)
         desired["message"] = message[: segments.MAX_MESSAGE]

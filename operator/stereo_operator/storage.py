@@ -6,6 +6,7 @@ event came in time), the final output. Deletes: a deleted VideoJob's intermediat
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import threading
 from collections import OrderedDict
@@ -17,6 +18,9 @@ from stereo_operator.segments import StoredObject
 from stereo_storage import ObjectStat, ObjectStore, StorageConfig, StorageError, open_store
 from stereo_types.layout import split_uri
 from stereo_types.plan import SplitPlan
+from stereo_types.seams import SeamScore
+
+log = logging.getLogger(__name__)
 
 # Plans are immutable once written (the split writes them last, once), so a small cache
 # spares re-reading one for every tick that creates a batch of Segments.
@@ -78,6 +82,20 @@ class Workspace:
             while len(self._plans) > _PLAN_CACHE_SIZE:
                 self._plans.popitem(last=False)
         return plan
+
+    def read_seams(self, uri: str) -> SeamScore | None:
+        """The seam score the assemble Job published; None where it published none (no
+        engine wrote depth traces) or one this operator cannot read."""
+        if self.stat(uri) is None:
+            return None
+        with tempfile.TemporaryDirectory(prefix="stereo-seams-") as tmp:
+            local = Path(tmp) / "seams.json"
+            self.store(uri).download_file(uri, local)
+            try:
+                return SeamScore.model_validate_json(local.read_bytes())
+            except ValidationError as exc:
+                log.warning("ignoring the seam score %s: %s", uri, exc)
+                return None
 
     def forget_plan(self, uri: str) -> None:
         with self._lock:

@@ -185,6 +185,12 @@ def fetch(rt: Runtime, snap: Snapshot, needs: StorageNeeds) -> Fetched:
             final_checked = True
         except StorageError as exc:
             log.warning("cannot check %s: %s", needs.final_output, exc, extra=_extra(vj.ref))
+    seams = None
+    if needs.seams is not None:
+        try:
+            seams = rt.workspace.read_seams(needs.seams)
+        except StorageError as exc:
+            log.warning("cannot read %s: %s", needs.seams, exc, extra=_extra(vj.ref))
     details = {}
     for job_name in needs.failure_details:
         message = rt.kube.termination_message(vj.ref.namespace, job_name)
@@ -196,6 +202,7 @@ def fetch(rt: Runtime, snap: Snapshot, needs: StorageNeeds) -> Fetched:
         segment_outputs=outputs,
         final_output=final,
         final_checked=final_checked,
+        seams=seams,
         failure_details=details,
     )
 

@@ -36,6 +36,15 @@ MAX_BATCH_SIZE = 64
 BatchSize = Annotated[int, between(int, ge=1, le=MAX_BATCH_SIZE)]
 
 
+# A RuntimeClass name: a DNS subdomain, as Kubernetes checks it.
+RuntimeClassName = Annotated[
+    str,
+    StringConstraints(
+        max_length=253, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+    ),
+]
+
+
 class HttpBackend(SpecModel):
     """An HTTP inference service."""
 
@@ -91,6 +100,10 @@ class BackendSpec(SpecModel):
     """Settings of the http backend; only with type 'http'."""
     managed: ManagedBackend | None = None
     """Settings of the managed backend; only with type 'managed'."""
+    runtime_class_name: RuntimeClassName | None = None
+    """RuntimeClass of the inference pods that get GPUs (e.g. 'nvidia', where the cluster's
+    GPU container runtime is not the default one). Default: the operator's
+    (the chart's jobs.inference.runtimeClassName)."""
 
     @model_validator(mode="after")
     def _settings_match_type(self) -> Self:

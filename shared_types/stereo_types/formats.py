@@ -47,6 +47,15 @@ class EncoderPreset(StrEnum):
     PLACEBO = "placebo"
 
 
+class Encoder(StrEnum):
+    """Which implementation encodes the video."""
+
+    SOFTWARE = "software"
+    """x264 or x265, on the CPU."""
+    NVENC = "nvenc"
+    """NVIDIA's hardware encoder (h264_nvenc, hevc_nvenc), on the GPU."""
+
+
 class Container(StrEnum):
     """Output container; the value is also the file extension."""
 
@@ -94,6 +103,9 @@ DEFAULT_CRF = 20
 PresetChoice = Annotated[EncoderPreset, one_of(EncoderPreset)]
 DEFAULT_PRESET = EncoderPreset.MEDIUM
 
+EncoderChoice = Annotated[Encoder, one_of(Encoder)]
+DEFAULT_ENCODER = Encoder.SOFTWARE
+
 ContainerChoice = Annotated[Container, one_of(Container)]
 DEFAULT_CONTAINER = Container.MP4
 
@@ -122,6 +134,9 @@ class EncodingSettings(SpecModel):
     crf: Crf = DEFAULT_CRF
     """Constant rate factor: lower is better quality and larger files."""
     preset: PresetChoice = DEFAULT_PRESET
-    """Encoder speed preset."""
+    """Encoder speed preset (NVENC: mapped onto its presets p1 to p7)."""
+    encoder: EncoderChoice = DEFAULT_ENCODER
+    """Software (x264/x265) or NVIDIA's hardware encoder; 'nvenc' fails the segment at once
+    where the inference node's ffmpeg cannot open it."""
     container: ContainerChoice = DEFAULT_CONTAINER
     """Container of the segment outputs and the final file."""

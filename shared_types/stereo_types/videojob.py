@@ -31,6 +31,7 @@ from stereo_types.formats import (
     StereoSettings,
 )
 from stereo_types.layout import StorageRoot, VideoJobRef, final_output_uri
+from stereo_types.seams import SeamScore
 
 
 class OutputSettings(SpecModel):
@@ -213,6 +214,9 @@ class VideoJobStatus(StatusModel):
     """Estimate of when the VideoJob will finish, from the segments done so far."""
     conversion: ConversionSummary | None = None
     """Conversion figures of the completed segments, together."""
+    seams: SeamScore | None = None
+    """How visible the seams between segments are, from the engine's depth maps (builtin
+    engine); set when the VideoJob succeeds."""
     message: str | None = Field(default=None, max_length=MAX_MESSAGE_LENGTH)
     """Human-readable summary of the current state."""
     observed_generation: int | None = Field(default=None, ge=0)

@@ -131,7 +131,8 @@ def test_helm_lint_strict(helm: Helm, name: str) -> None:
 
 
 def test_every_example_is_covered() -> None:
-    assert {p.stem for p in EXAMPLES.glob("*.yaml")} >= {"aws", "gcp", "minio", "local"}
+    expected = {"aws", "gcp", "minio", "local", "gpu-nvidia"}
+    assert {p.stem for p in EXAMPLES.glob("*.yaml")} >= expected
 
 
 @pytest.mark.parametrize("name", VALUE_SET_NAMES)
@@ -389,6 +390,14 @@ def test_local_dev_credentials_become_a_secret(rendered: dict[str, str]) -> None
     docs = documents(rendered["local"])
     secret = find(docs, "Secret", "-storage")
     assert set(secret["stringData"]) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+
+
+def test_gpu_runtime_class_reaches_the_inference_jobs(rendered: dict[str, str]) -> None:
+    config = OperatorConfig.model_validate(_operator_config(documents(rendered["gpu-nvidia"])))
+    assert config.inference.runtime_class_name == "nvidia"
+    assert config.media.runtime_class_name is None
+    default = OperatorConfig.model_validate(_operator_config(documents(rendered["default"])))
+    assert default.inference.runtime_class_name is None
 
 
 def test_media_jobs_default_to_the_inference_image(rendered: dict[str, str]) -> None:

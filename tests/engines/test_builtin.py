@@ -178,8 +178,8 @@ def test_cli_convert_with_builtin(tiny_clip: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("extra", "code", "message"),
     [
-        (["--depth-model", "Any_V2_S"], exitcodes.BAD_INPUT, "weights"),
-        (["--depth-model", "ZoeD_N"], exitcodes.BAD_INPUT, "no depth model 'ZoeD_N'"),
+        (["--depth-model", "Any_V2_S"], exitcodes.MODEL_UNAVAILABLE, "weights"),
+        (["--depth-model", "ZoeD_N"], exitcodes.MODEL_UNAVAILABLE, "no depth model 'ZoeD_N'"),
         (["--device", "tpu"], exitcodes.BAD_INPUT, "device must be"),
         (["--batch-size", "0"], exitcodes.BAD_INPUT, "--batch-size: must be an integer >= 1"),
     ],
@@ -210,7 +210,7 @@ def test_missing_weights_error_names_the_path(
     monkeypatch.setenv("STEREO_DEPTH_WEIGHTS", str(weights))
     args = ["convert", "--input", "x.mp4", "--output", str(tmp_path / "o.mp4")]
     args += ["--format", "vr180", "--engine", "builtin", "--depth-model", "Any_V2_S"]
-    assert main(args) == exitcodes.BAD_INPUT
+    assert main(args) == exitcodes.MODEL_UNAVAILABLE
     assert str(weights / "Any_V2_S") in capsys.readouterr().err
 
 
@@ -292,9 +292,9 @@ def test_out_of_memory_halves_the_batch_and_goes_on(tiny_clip: Path) -> None:
     )
     frames = read_frames(tiny_clip)[:5].copy()
     state = StreamState()
-    out = engine.render_fitting(frames, MemoryBoundPrior(), state, job)
+    out, means = engine.render_fitting(frames, MemoryBoundPrior(), state, job)
     # 5 frames fail, then 2 (after moving the state), then one at a time: each counted once.
     assert engine.fit == 1
     assert state.range is not None and int(state.range) == 5
-    expected = engine.render(frames, PriorDepth(), StreamState(), job)
-    assert np.array_equal(out, expected)
+    expected, expected_means = engine.render(frames, PriorDepth(), StreamState(), job)
+    assert np.array_equal(out, expected) and np.array_equal(means, expected_means)

@@ -139,7 +139,7 @@ def test_the_image_and_the_tests_pin_one_nunif_commit() -> None:
     assert re.findall(r"^nunif_commit=(\w+)$", setup, re.M) == [NUNIF_COMMIT]
 
 
-def test_missing_iw3_is_a_clear_bad_input(
+def test_missing_iw3_is_a_clear_refusal(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Whatever ran before: no nunif on the path, no iw3 imported.
@@ -148,10 +148,11 @@ def test_missing_iw3_is_a_clear_bad_input(
         monkeypatch.delitem(sys.modules, name)
     with pytest.raises(UnknownEngineError, match="iw3 is not installed in this image") as info:
         get_engine("iw3")
-    assert info.value.exit_code == exitcodes.BAD_INPUT
+    # The image lacks it: never retried, and told apart from bad input.
+    assert info.value.exit_code == exitcodes.MODEL_UNAVAILABLE
     args = ["convert", "--input", "x.mp4", "--output", "y.mp4", "--format", "half-sbs"]
-    assert main([*args, "--engine", "iw3"]) == exitcodes.BAD_INPUT
-    assert "iw3 is not installed in this image" in capsys.readouterr().err
+    assert main([*args, "--engine", "iw3"]) == exitcodes.MODEL_UNAVAILABLE
+    assert "error [ModelUnavailable]: engine 'iw3'" in capsys.readouterr().err
 
 
 # -- iw3's real code ---------------------------------------------------------------------------

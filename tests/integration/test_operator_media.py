@@ -5,6 +5,7 @@ track, in 10-bit HDR10, comes out with all of it (as VR180, tagged for headsets)
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from stereo_infer.probe import probe
 from tests.media import films
 from tests.media.test_stereo_tags import video_side_data
-from tests.operator.harness import Harness, file_path, frame_count
+from tests.operator.harness import FAULT_INFER, Harness, file_path, frame_count, make_video
 
 HLG = ("-color_primaries", "bt2020", "-colorspace", "bt2020nc", "-color_trc", "arib-std-b67")
 
@@ -108,3 +109,27 @@ def test_a_track_the_output_cannot_hold_fails_before_any_segment(
     assert status["phase"] == "Failed", status
     assert "hdmv_pgs_subtitle" in status["message"] and "mkv" in status["message"], status
     assert harness.segments("pgs-in-mp4") == []
+
+
+def test_a_builtin_videojob_reports_its_seam_score(harness: Harness, tmp_path: Path) -> None:
+    source = make_video(tmp_path / "film.mp4", 2, audio=False)  # two 1 s segments
+    # The job backend on CPU nodes: the builtin engine with its weight-free depth model.
+    cpu = {
+        "command": [sys.executable, str(FAULT_INFER)],
+        "gpus": 0,
+        "tolerations": [],
+        "ttlSecondsAfterFinished": 600,
+    }
+    harness.start_operator("--standalone", inference=cpu)
+    harness.create_videojob(
+        "seams",
+        source,
+        backend={"type": "job", "engine": "builtin"},
+        stereo={"depthModel": "Prior"},
+    )
+    vj = harness.wait_phase("seams", "Succeeded", "Failed", timeout=240)
+    status = vj["status"]
+    assert status["phase"] == "Succeeded", status["message"]
+    seams = status["seams"]
+    assert (seams["seams"], seams["worstSegment"]) == (1, 1)
+    assert seams["score"] == seams["medianScore"] > 0

@@ -17,6 +17,7 @@ from stereo_infer.probe import probe
 from stereo_types import layout
 from stereo_types.layout import StorageRoot, VideoJobRef
 from stereo_types.plan import SplitPlan, plan_uri
+from stereo_types.seams import DepthTrace, SeamScore
 from tests.media.pipeline import Hashes, convert_segments, plan_local
 
 UID = "0b6f3c1e-8a4d-4c1e-9a53-2f0e6c1d7b42"
@@ -76,7 +77,7 @@ def test_unknown_format_fails_before_reading_input(
     "extra",
     [
         ["--format", "half-sbs", "--engine", "nope"],
-        ["--format", "half-sbs", "--engine", "iw3"],
+        # (An engine this environment lacks, iw3, exits MODEL_UNAVAILABLE: test_iw3.py.)
         ["--format", "half-sbs", "--convergence", "2"],
         ["--format", "half-sbs", "--pre-roll", "-1"],
         ["--format", "half-sbs", "--pre-roll", "600"],
@@ -379,6 +380,29 @@ def test_plan_convert_assemble_in_one_folder(
         assert hashes(out) == hashes(src_mp4)
     assert sorted(p.name for p in (tmp_path / "final").iterdir()) == ["out.mkv", "out.mp4"]
     assert not [p for p in segments.rglob(".*")]
+
+
+def test_assemble_scores_the_seams_from_the_depth_traces(
+    src_mp4: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    segments = tmp_path / "segments"
+    plan = ["plan", "--input", src_mp4.as_uri(), "--output-dir", str(segments)]
+    assert main([*plan, "--segment-seconds", "1"]) == exitcodes.OK
+    planned = SplitPlan.model_validate_json((segments / "plan.json").read_text())
+    for seg in planned.segments:
+        convert = ["convert", "--input", seg.input_uri, "--output", seg.output_uri]
+        convert += ["--format", "half-sbs", "--engine", "builtin", "--depth-model", "Prior"]
+        convert += ["--window", seg.window.model_dump_json(by_alias=True)]
+        assert main(["--no-progress", *convert]) == exitcodes.OK
+    # Beside each output, first: the mean nearness of each of its frames.
+    traces = [DepthTrace.model_validate_json(p.read_text()) for p in segments.rglob("*.depth.json")]
+    assert [len(t.means) for t in traces] == [30, 30]
+    final = tmp_path / "final.mp4"
+    assemble = ["assemble", "--plan", (segments / "plan.json").as_uri(), "--output", str(final)]
+    assert main(["--no-progress", *assemble]) == exitcodes.OK
+    score = SeamScore.model_validate_json((segments / "seams.json").read_text())
+    assert (score.seams, score.worst_segment) == (1, 1)
+    assert f"seam score {score.score} (worst at segment 1" in capsys.readouterr().err
 
 
 def test_plan_defaults_to_the_output_dir(src_mp4: Path, tmp_path: Path) -> None:

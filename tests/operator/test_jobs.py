@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from pydantic import ValidationError
+
 from stereo_operator import jobs
 from stereo_operator.backends import backend_for
 from stereo_operator.config import OperatorConfig, PodTemplate
@@ -68,6 +71,27 @@ def test_split_job_runs_the_plan_contract() -> None:
     assert manifest["spec"]["activeDeadlineSeconds"] == jobs.PLAN_DEADLINE_SECONDS
 
 
+def test_split_job_asks_plan_to_check_the_inference_image() -> None:
+    """The job backend's engine and model are checked where the split Job sees the
+    inference Jobs' files; the stub (copy engine) and remote backends are not."""
+    builtin = spec(backend={"type": "job", "engine": "builtin"}, stereo={"depthModel": "Any_V2_L"})
+    args = container(jobs.split_job(REF, builtin, ROOT, CONFIG))["args"]
+    assert args[-4:] == ["--engine", "builtin", "--depth-model", "Any_V2_L"]
+    assert "--engine" not in container(jobs.split_job(REF, spec(), ROOT, CONFIG))["args"]
+    http = spec(backend={"type": "http", "engine": "builtin", "http": {"url": "http://infer"}})
+    assert "--engine" not in container(jobs.split_job(REF, http, ROOT, CONFIG))["args"]
+    # Weights mounted on the inference Jobs alone: the split Job cannot tell.
+    models = {"volumes": [{"name": "models", "emptyDir": {}}]}
+    mounted = CONFIG.model_copy(update={"inference": PodTemplate.model_validate(models)})
+    assert "--engine" not in container(jobs.split_job(REF, builtin, ROOT, mounted))["args"]
+    # Or pointed at by a variable on the inference Jobs alone; other variables do not matter.
+    for name, checked in (("STEREO_DEPTH_WEIGHTS", False), ("STEREO_METRICS", True)):
+        env = PodTemplate(env=[{"name": name, "value": "x"}])
+        config = CONFIG.model_copy(update={"inference": env})
+        args = container(jobs.split_job(REF, builtin, ROOT, config))["args"]
+        assert ("--engine" in args) is checked, name
+
+
 def test_assemble_job_runs_the_assemble_contract() -> None:
     gib = 1 << 30
     manifest = jobs.assemble_job(
@@ -118,7 +142,7 @@ def test_inference_job_is_one_attempt_owned_by_its_segment() -> None:
     assert pod["restartPolicy"] == "Never"
     rules = job_spec["podFailurePolicy"]["rules"]
     assert rules[0]["action"] == "FailJob"
-    assert rules[0]["onExitCodes"]["values"] == [3]
+    assert rules[0]["onExitCodes"]["values"] == [3, 69]
     assert rules[1] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
     main = container(manifest)
     assert main["terminationMessagePolicy"] == "FallbackToLogsOnError"
@@ -138,7 +162,7 @@ def test_convert_args_follow_the_contract_and_the_segment() -> None:
     assert pairs["--format"] == "full-sbs"
     assert set(pairs) == {
         "--input", "--output", "--format", "--divergence", "--convergence", "--depth-model",
-        "--engine", "--window", "--codec", "--crf", "--preset",
+        "--engine", "--window", "--codec", "--crf", "--preset", "--encoder",
     }  # fmt: skip
 
 
@@ -168,6 +192,30 @@ def test_gpus_come_from_the_template_and_the_stub_takes_none() -> None:
     assert "--engine" in main["args"] and "builtin" in main["args"]
     stub = container(inference_manifest(config))
     assert stub["resources"]["limits"] == {"cpu": "4"}
+
+
+def test_runtime_class_from_the_chart_or_the_videojob_on_gpu_pods_only() -> None:
+    config = CONFIG.model_copy(
+        update={"inference": PodTemplate(gpus=1, runtime_class_name="nvidia")}
+    )
+    gpu_job = {"type": "job", "engine": "builtin"}
+
+    def runtime_class(manifest: dict[str, Any]) -> str | None:
+        return manifest["spec"]["template"]["spec"].get("runtimeClassName")
+
+    assert runtime_class(inference_manifest(config, backend=gpu_job)) == "nvidia"
+    own = gpu_job | {"runtimeClassName": "nvidia-cdi"}
+    assert runtime_class(inference_manifest(config, backend=own)) == "nvidia-cdi"
+    assert runtime_class(inference_manifest(CONFIG, backend=own)) == "nvidia-cdi"
+    assert runtime_class(inference_manifest(CONFIG, backend=gpu_job)) is None
+    with pytest.raises(ValidationError, match=r"backend\.runtimeClassName"):
+        spec(backend=gpu_job | {"runtimeClassName": "NVIDIA GPU"})
+    # The stub takes no GPU, so no GPU runtime (it may not exist on CPU nodes).
+    assert runtime_class(inference_manifest(config)) is None
+    assert (
+        "runtimeClassName"
+        not in jobs.split_job(REF, spec(), ROOT, config)["spec"]["template"]["spec"]
+    )
 
 
 def test_media_jobs_carry_no_kueue_label_and_no_gpu() -> None:

@@ -10,6 +10,7 @@ from stereo_operator import jobs
 from stereo_operator.labels import Role
 from stereo_operator.reconcile import (
     BAD_INPUT,
+    MODEL_UNAVAILABLE,
     OUTPUT_MISSING,
     PLAN_UNREADABLE,
     SEGMENT_FAILED,
@@ -22,6 +23,7 @@ from stereo_operator.reconcile import (
     storage_needs,
 )
 from stereo_operator.segments import StoredObject
+from stereo_types.seams import SeamScore
 from stereo_types.segment import CompletionSource, SegmentCompletion
 from stereo_types.videojob import VideoJobPhase
 from tests.operator.factories import (
@@ -139,6 +141,26 @@ def test_split_with_bad_input_fails_with_the_pod_message() -> None:
     assert failed["reason"] == BAD_INPUT and detail in failed["message"]
     assert condition(actions, "Progressing")["status"] == "False"
     assert [(e.type, e.reason) for e in actions.events] == [("Warning", BAD_INPUT)]
+
+
+def test_split_refusing_the_model_fails_with_model_unavailable() -> None:
+    split = job(Role.SPLIT, state="failed", reason="PodFailurePolicy", message="exit code 69")
+    snap = snapshot(vj_status=status(phase="Splitting"), jobs_=[split])
+    refusal = "depth model 'Any_V2_L': weights not found: /models holds no snapshot"
+    output = f"loading\nstereo-infer: error [ModelUnavailable]: {refusal}\n"
+    actions = decide(snap, Fetched(failure_details={split.name: output}))
+    failed = condition(actions, "Failed")
+    assert failed["reason"] == MODEL_UNAVAILABLE == "ModelUnavailable"
+    image = CONFIG.inference.image
+    assert failed["message"] == f"image {image} cannot run this VideoJob: {refusal}"
+    assert actions.create_segments == []
+    assert [(e.type, e.reason) for e in actions.events] == [("Warning", MODEL_UNAVAILABLE)]
+    # The marker counts only on a Job the failure policy failed (exit 3 or 69), not on a
+    # crash that happened to print it.
+    crashed = job(Role.SPLIT, state="failed", reason="BackoffLimitExceeded", message="crash")
+    snap = snapshot(vj_status=status(phase="Splitting"), jobs_=[crashed])
+    actions = decide(snap, Fetched(failure_details={crashed.name: output}))
+    assert condition(actions, "Failed")["reason"] == "SplitFailed"
 
 
 def test_segments_are_created_at_most_n_per_tick() -> None:
@@ -427,6 +449,24 @@ def test_assembly_success_with_the_output_present_succeeds() -> None:
     assert condition(actions, "Succeeded")["status"] == "True"
     assert condition(actions, "Progressing")["status"] == "False"
     assert ("Normal", "Succeeded") in [(e.type, e.reason) for e in actions.events]
+    assert "seams" not in patch  # no engine wrote depth traces
+
+
+def test_assembly_success_carries_the_seam_score_into_the_status() -> None:
+    snap = snapshot(
+        vj_status=running_status(2, phase="Assembling"),
+        segments=[segment(i, phase="Completed", attempts=1) for i in range(2)],
+        jobs_=[job(Role.ASSEMBLE, state="succeeded")],
+    )
+    needs = storage_needs(snap)
+    assert needs.seams is not None and needs.seams.endswith("/seams.json")
+    assert needs.seams.rsplit("/", 1)[0] == snap.videojob.output_uri.rsplit("/", 1)[0]
+    score = SeamScore(score=1.5, worst_segment=1, median_score=1.5, seams=1)
+    found = StoredObject(snap.videojob.output_uri, 99)
+    actions = decide(snap, Fetched(final_output=found, final_checked=True, seams=score))
+    patch = actions.videojob_patch
+    assert patch is not None and patch["phase"] == "Succeeded"
+    assert patch["seams"] == {"score": 1.5, "worstSegment": 1, "medianScore": 1.5, "seams": 1}
 
 
 def test_assembly_success_without_output_fails() -> None:

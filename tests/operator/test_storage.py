@@ -82,3 +82,14 @@ def test_stat(tmp_path: Path) -> None:
     found = Workspace().stat((tmp_path / "o.mp4").as_uri())
     assert found is not None and found.size == 5 and found.updated is not None
     assert Workspace().stat((tmp_path / "none.mp4").as_uri()) is None
+
+
+def test_read_seams_absent_invalid_and_present(tmp_path: Path) -> None:
+    workspace = Workspace()
+    path = tmp_path / "seams.json"
+    assert workspace.read_seams(path.as_uri()) is None  # no engine wrote depth traces
+    path.write_text('{"score": -1}')
+    assert workspace.read_seams(path.as_uri()) is None
+    path.write_text('{"score": 2.5, "worstSegment": 3, "medianScore": 1.0, "seams": 4}')
+    score = workspace.read_seams(path.as_uri())
+    assert score is not None and (score.score, score.worst_segment) == (2.5, 3)

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from stereo_infer.encoding import encoder_opens
 from stereo_infer.engines import Engine, EngineJob, EngineOptions, get_engine
 from stereo_infer.engines.formats import StereoFormat
 from stereo_infer.progress import ProgressReporter
@@ -180,6 +181,19 @@ def test_bad_requests_get_400_naming_the_field(
     assert status == 400, reply
     assert reply["field"] == field and reply["exitCode"] == 3
     assert reply["error"].startswith(f"{field}: ")
+
+
+@pytest.mark.skipif(encoder_opens("hevc_nvenc"), reason="this machine's ffmpeg runs NVENC")
+def test_nvenc_where_ffmpeg_cannot_run_it_is_400(builtin_server: str, tmp_path: Path) -> None:
+    body = {
+        "input_uri": "file:///in.mp4",
+        "output_uri": (tmp_path / "o.mp4").as_uri(),
+        "format": "half-sbs",
+        "encoding": {"codec": "hevc", "encoder": "nvenc"},
+    }
+    status, reply = http(f"{builtin_server}/invocations", body)
+    assert status == 400 and reply["field"] == "encoding.encoder", reply
+    assert "hevc_nvenc" in reply["error"]
 
 
 def test_pre_roll_longer_than_the_input_is_400(

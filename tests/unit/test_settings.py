@@ -30,6 +30,7 @@ from stereo_types.backend import Engine
 from stereo_types.formats import (
     DEPTH_ANYTHING_WARM_UP_FRAMES,
     Container,
+    Encoder,
     EncoderPreset,
     OutputFormat,
     VideoCodec,
@@ -406,6 +407,14 @@ SETTINGS = [
         ("warp", ""),
         "medium",
         encoding("preset"),
+    ),
+    Setting(
+        "encoder",
+        "one of software, nvenc",
+        tuple(e.value for e in Encoder),
+        ("cuda", "NVENC"),
+        "software",
+        encoding("encoder"),
     ),
     Setting(
         "container",

@@ -376,6 +376,7 @@ read back with fromYaml.
   "securityContext" $t.securityContext }}
 {{- with $t.serviceAccountName }}{{ $_ := set $out "serviceAccountName" . }}{{ end }}
 {{- with $t.priorityClassName }}{{ $_ := set $out "priorityClassName" . }}{{ end }}
+{{- with $t.runtimeClassName }}{{ $_ := set $out "runtimeClassName" . }}{{ end }}
 {{- toYaml $out }}
 {{- end }}
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from stereo_infer.engines.base import Engine, EngineJob, EngineOptions
 from stereo_infer.engines.copy import CopyEngine
-from stereo_infer.errors import UnknownEngineError
+from stereo_infer.errors import EngineUnavailableError, UnknownEngineError
 from stereo_types.backend import Engine as EngineName
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "EngineOptions",
     "available_engines",
     "get_engine",
+    "require_engine",
 ]
 
 
@@ -56,9 +57,22 @@ def _installed(module: str) -> bool:
         return False
 
 
+def require_engine(name: str) -> None:
+    """Refuse, without importing anything heavy, an engine this image cannot run."""
+    if name not in _FACTORIES:
+        available = ", ".join(available_engines())
+        raise UnknownEngineError(f"unknown engine {name!r}; available: {available}")
+    if name == EngineName.BUILTIN:
+        _require_torch()
+    elif name == EngineName.IW3:
+        from stereo_infer.engines.iw3 import require_iw3
+
+        require_iw3()
+
+
 def _require_torch() -> None:
     if not _installed("torch"):
-        raise UnknownEngineError(
+        raise EngineUnavailableError(
             "engine 'builtin' is not available in this image: it needs torch, which is not"
             " installed (pip install torch)"
         )

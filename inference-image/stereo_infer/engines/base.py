@@ -11,6 +11,7 @@ from stereo_infer.progress import ProgressReporter
 from stereo_infer.settings import checked
 from stereo_infer.window import SegmentInput
 from stereo_types.backend import BatchSize
+from stereo_types.seams import DepthTrace
 
 DEVICE_AUTO = "auto"
 
@@ -69,4 +70,9 @@ class Engine(Protocol):
         """
         ...
 
-    def convert(self, job: EngineJob, progress: ProgressReporter | None = None) -> None: ...
+    def convert(
+        self, job: EngineJob, progress: ProgressReporter | None = None
+    ) -> DepthTrace | None:
+        """Write ``job.output_path``; return the depth trace of its frames where the engine
+        sees its depth maps (for the seam score), else None."""
+        ...

@@ -50,6 +50,7 @@ from stereo_infer.engines.packing import pack
 from stereo_infer.engines.rawvideo import FrameDecoder, FrameEncoder
 from stereo_infer.errors import MediaError, TransientError
 from stereo_infer.progress import ProgressReporter
+from stereo_types.seams import DepthTrace
 
 _log = logging.getLogger(__name__)
 
@@ -110,7 +111,8 @@ class BuiltinEngine:
                 self._models[name] = load_depth_model(name, self.device)
             return self._models[name]
 
-    def convert(self, job: EngineJob, progress: ProgressReporter | None = None) -> None:
+    def convert(self, job: EngineJob, progress: ProgressReporter | None = None) -> DepthTrace:
+        """Convert ``job``; the depth trace of the frames written (for the seam score)."""
         estimator = self.estimator(job.depth_model)
         video = job.input.video
         width, height = video.display_size
@@ -120,9 +122,12 @@ class BuiltinEngine:
         skip = 0 if estimator.temporal else pre_roll
         drop = pre_roll - skip
         state = StreamState()
+        means: list[float] = []
 
         def render(batch: np.ndarray) -> np.ndarray:
-            return self.render_fitting(batch, estimator, state, job)
+            frames, nearness = self.render_fitting(batch, estimator, state, job)
+            means.extend(nearness.tolist())
+            return frames
 
         decoder = FrameDecoder(job.input)
         try:
@@ -133,14 +138,16 @@ class BuiltinEngine:
             decoder.kill()
             raise
         _Pipeline(decoder, encoder, self.batch_size, skip, drop, render, progress).run()
+        # The pipeline drops the first ``drop`` rendered frames: so does the trace.
+        return DepthTrace(means=means[drop:])
 
     def render_fitting(
         self, batch: np.ndarray, estimator: DepthEstimator, state: StreamState, job: EngineJob
-    ) -> np.ndarray:
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``render`` in chunks of at most ``fit`` frames, halving ``fit`` whenever the
         device runs out of memory and going on in the same process, the stream's state
         as it was before the failed chunk."""
-        done: list[np.ndarray] = []
+        done: list[tuple[np.ndarray, np.ndarray]] = []
         start = 0
         while start < len(batch):
             chunk = batch[start : start + self.fit]
@@ -159,14 +166,17 @@ class BuiltinEngine:
                     torch.cuda.empty_cache()
                 continue
             start += len(chunk)
-        return done[0] if len(done) == 1 else np.concatenate(done)
+        if len(done) == 1:
+            return done[0]
+        return np.concatenate([f for f, _ in done]), np.concatenate([m for _, m in done])
 
     @torch.inference_mode()
     def render(
         self, batch: np.ndarray, estimator: DepthEstimator, state: StreamState, job: EngineJob
-    ) -> np.ndarray:
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``(N, H, W, 3)`` frames -> packed ``(N, H', W', 3)`` stereo frames, in the
-        integer type of ``batch`` (uint8, or uint16 for a deep source)."""
+        integer type of ``batch`` (uint8, or uint16 for a deep source), and each frame's
+        mean nearness."""
         top = float(np.iinfo(batch.dtype).max)
         frames = torch.from_numpy(batch)
         if self.device.type == "cuda":
@@ -176,7 +186,8 @@ class BuiltinEngine:
         left, right = render_views(x, nearness, job.divergence, job.convergence)
         packed = pack(job.stereo_format, left, right)
         out = packed.mul(top).round_().clamp_(0, top).to(frames.dtype)
-        return out.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+        means = nearness.float().mean(dim=(1, 2, 3))
+        return out.permute(0, 2, 3, 1).contiguous().cpu().numpy(), means.cpu().numpy()
 
 
 def _bytes_of(array: np.ndarray) -> memoryview:

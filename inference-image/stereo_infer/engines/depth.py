@@ -41,7 +41,7 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 
-from stereo_infer.errors import BadInputError
+from stereo_infer.errors import ModelUnavailableError
 from stereo_types.formats import DEFAULT_DEPTH_MODEL, DEPTH_ANYTHING_WARM_UP_FRAMES
 
 PRIOR = "Prior"
@@ -58,7 +58,7 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 TRANSFORMERS_REQUIREMENT = "transformers>=4.45"
 
 
-class DepthModelUnavailableError(BadInputError):
+class DepthModelUnavailableError(ModelUnavailableError):
     """A depth model this image cannot run: unknown, or its weights or library missing."""
 
 

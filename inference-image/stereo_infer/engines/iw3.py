@@ -59,7 +59,13 @@ from typing import Any
 
 from stereo_infer.engines.base import DEVICE_AUTO, EngineJob, EngineOptions
 from stereo_infer.engines.formats import StereoFormat
-from stereo_infer.errors import BadInputError, MediaError, TransientError, UnknownEngineError
+from stereo_infer.errors import (
+    BadInputError,
+    EngineUnavailableError,
+    MediaError,
+    TransientError,
+    UnknownEngineError,
+)
 from stereo_infer.ffmpeg import run_ffmpeg
 from stereo_infer.progress import ProgressReporter
 from stereo_infer.window import decode_to_file
@@ -163,10 +169,17 @@ def iw3_installed() -> bool:
 
 
 def require_iw3() -> None:
+    """Refuse, without importing iw3, an image that cannot run it: iw3 or its weights missing."""
     if not iw3_installed():
-        raise UnknownEngineError(
+        raise EngineUnavailableError(
             "engine 'iw3' is not available in this image: iw3 is not installed in this image"
             " (no nunif checkout on PYTHONPATH); use an image built with nunif, or --engine builtin"
+        )
+    home = os.environ.get(NUNIF_HOME_ENV)
+    if not home or not Path(home).is_dir():
+        raise EngineUnavailableError(
+            f"engine 'iw3' needs {NUNIF_HOME_ENV} to name the directory holding its weights"
+            f" (got {home!r}); this image never downloads weights"
         )
 
 
@@ -255,14 +268,8 @@ class Iw3Engine:
 
     def __init__(self, options: EngineOptions | None = None, method: str | None = None) -> None:
         self.options = options or EngineOptions()
-        require_iw3()
         # Checked before the import: iw3 fixes its model directory when imported.
-        home = os.environ.get(NUNIF_HOME_ENV)
-        if not home or not Path(home).is_dir():
-            raise UnknownEngineError(
-                f"engine 'iw3' needs {NUNIF_HOME_ENV} to name the directory holding its weights"
-                f" (got {home!r}); this image never downloads weights"
-            )
+        require_iw3()
         # iw3 fetches missing weights from a model hub: make that fail fast.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         self.api = _load_api()
