@@ -29,6 +29,16 @@ def _keys(s3: Any, bucket: str, prefix: str) -> set[str]:
     return keys
 
 
+def _pods(kube: Kube, namespace: str) -> str:
+    """The pods left, with their phase and whether their deletion has begun."""
+    pods = [
+        f"{p['metadata']['name']} ({p['status'].get('phase')},"
+        f" deleting since {p['metadata'].get('deletionTimestamp', 'never')})"
+        for p in kube.items("pods", "-n", namespace)
+    ]
+    return f"pods left in {namespace}: {', '.join(pods)}"
+
+
 def test_uninstall_leaves_only_crds_and_outputs(
     kube: Kube, target: stack.Stack, namespace: str, s3: Any, outputs: Outputs
 ) -> None:
@@ -45,9 +55,7 @@ def test_uninstall_leaves_only_crds_and_outputs(
     for kind in ("videojobs", "segments", "jobs"):
         assert not kube.items(kind, "-n", namespace), f"{kind} left in {namespace}"
     # Pods of deleted Jobs go through their grace period after the Jobs are gone.
-    eventually(
-        lambda: not kube.items("pods", "-n", namespace), 60, lambda: f"pods left in {namespace}"
-    )
+    eventually(lambda: not kube.items("pods", "-n", namespace), 120, lambda: _pods(kube, namespace))
     crds = {c["metadata"]["name"] for c in kube.items("crds")}
     assert {"videojobs.stereo.dev", "segments.stereo.dev"} <= crds
 

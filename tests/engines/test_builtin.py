@@ -18,10 +18,12 @@ from stereo_infer.engines.formats import StereoFormat, output_size
 from stereo_infer.probe import probe
 from stereo_infer.window import SegmentInput
 from tests.engines.videos import (
+    assert_anaglyph_follows_the_views,
     make_testsrc,
     packets,
     read_frames,
     scene_frame,
+    square_centre,
     stream_info,
     write_frames,
 )
@@ -95,14 +97,6 @@ def test_pre_roll_frames_are_the_ones_dropped(
         assert np.abs(left - source[i + 2]).mean() > 3 * np.abs(left - source[i + 3]).mean()
 
 
-def square_centre(view: np.ndarray) -> float:
-    """Mean column of the bright square's pixels in the middle rows of a view."""
-    rows = view[80:100].mean(axis=2)
-    columns = np.nonzero(rows > 200)[1]
-    assert len(columns) > 0
-    return float(columns.mean())
-
-
 def test_square_disparity_has_the_right_sign_and_grows_with_divergence(
     builtin_engine: BuiltinEngine, scene_clip: Path, tmp_path: Path
 ) -> None:
@@ -138,15 +132,7 @@ def test_anaglyph_channels_come_from_the_views(
     ana_file = convert(
         builtin_engine, scene_clip, tmp_path / "ana.mp4", StereoFormat.ANAGLYPH, divergence=8.0
     )
-    sbs, ana = read_frames(sbs_file)[0], read_frames(ana_file)[0]
-    left_centre, right_centre = square_centre(sbs[:, :320]), square_centre(sbs[:, 320:])
-    red = ana[80:100, :, 0].astype(float)
-    cyan = ana[80:100, :, 1:].mean(axis=2)
-    red_centre = float(np.nonzero(red > 150)[1].mean())
-    cyan_centre = float(np.nonzero(cyan > 150)[1].mean())
-    assert abs(red_centre - left_centre) < 2
-    assert abs(cyan_centre - right_centre) < 2
-    assert red_centre > cyan_centre + 3
+    assert_anaglyph_follows_the_views(read_frames(sbs_file)[0], read_frames(ana_file)[0])
 
 
 def test_encoder_settings_reach_the_output(

@@ -36,13 +36,14 @@ from stereo_infer.engines.iw3 import (
 from stereo_infer.errors import BadInputError, UnknownEngineError
 from stereo_infer.probe import probe
 from stereo_infer.window import SegmentInput
-from tests.engines.test_builtin import square_centre
 from tests.engines.test_hdr import PQ, luma_levels, make_ramp
 from tests.engines.videos import (
+    assert_anaglyph_follows_the_views,
     make_testsrc,
     packets,
     read_frames,
     scene_frame,
+    square_centre,
     stream_info,
     write_frames,
 )
@@ -332,15 +333,7 @@ def test_anaglyph_channels_come_from_the_views(
     ana_file = convert(
         engine, scene_clip, tmp_path / "ana.mp4", StereoFormat.ANAGLYPH, divergence=8.0
     )
-    sbs, ana = read_frames(sbs_file)[0], read_frames(ana_file)[0]
-    left_centre, right_centre = square_centre(sbs[:, :320]), square_centre(sbs[:, 320:])
-    red = ana[80:100, :, 0].astype(float)
-    cyan = ana[80:100, :, 1:].mean(axis=2)
-    red_centre = float(np.nonzero(red > 150)[1].mean())
-    cyan_centre = float(np.nonzero(cyan > 150)[1].mean())
-    assert abs(red_centre - left_centre) < 2
-    assert abs(cyan_centre - right_centre) < 2
-    assert red_centre > cyan_centre + 3
+    assert_anaglyph_follows_the_views(read_frames(sbs_file)[0], read_frames(ana_file)[0])
 
 
 def test_encoder_settings_reach_the_output(engine: Iw3Engine, clip: Path, tmp_path: Path) -> None:

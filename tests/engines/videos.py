@@ -130,3 +130,24 @@ def read_frames(path: Path) -> np.ndarray:
         capture_output=True,
     ).stdout
     return np.frombuffer(raw, dtype=np.uint8).reshape(-1, height, width, 3)
+
+
+def square_centre(view: np.ndarray) -> float:
+    """Mean column of the bright square's pixels in the middle rows of a view."""
+    rows = view[80:100].mean(axis=2)
+    columns = np.nonzero(rows > 200)[1]
+    assert len(columns) > 0
+    return float(columns.mean())
+
+
+def assert_anaglyph_follows_the_views(sbs: np.ndarray, anaglyph: np.ndarray) -> None:
+    """Red follows the left view's square, green and blue the right view's (a 640-wide
+    full-SBS frame of the scene clip and its anaglyph)."""
+    left_centre, right_centre = square_centre(sbs[:, :320]), square_centre(sbs[:, 320:])
+    red = anaglyph[80:100, :, 0].astype(float)
+    cyan = anaglyph[80:100, :, 1:].mean(axis=2)
+    red_centre = float(np.nonzero(red > 150)[1].mean())
+    cyan_centre = float(np.nonzero(cyan > 150)[1].mean())
+    assert abs(red_centre - left_centre) < 2
+    assert abs(cyan_centre - right_centre) < 2
+    assert red_centre > cyan_centre + 3

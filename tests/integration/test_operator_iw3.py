@@ -8,7 +8,6 @@ given as the pods' environment).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ import pytest
 from stereo_infer.engines.iw3 import METHOD_ENV
 from tests.engines.videos import packets, stream_info
 from tests.nunif import require_nunif
-from tests.operator.harness import FAULT_INFER, Harness, file_path, make_video
+from tests.operator.harness import Harness, cpu_inference_template, file_path, make_video
 
 pytest_plugins = ["tests.operator.harness"]
 pytestmark = pytest.mark.cluster
@@ -25,13 +24,7 @@ pytestmark = pytest.mark.cluster
 def iw3_template(nunif: Path, home: Path) -> dict[str, object]:
     """The harness's pod template, with what an iw3 image has: nunif and its home."""
     env = {"PYTHONPATH": str(nunif), "NUNIF_HOME": str(home), METHOD_ENV: "forward_fill"}
-    return {
-        "command": [sys.executable, str(FAULT_INFER)],
-        "gpus": 0,
-        "tolerations": [],
-        "env": [{"name": k, "value": v} for k, v in env.items()],
-        "ttlSecondsAfterFinished": 600,
-    }
+    return cpu_inference_template(env)
 
 
 def test_a_videojob_with_the_iw3_engine(harness: Harness, tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ track, in 10-bit HDR10, comes out with all of it (as VR180, tagged for headsets)
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,13 @@ import pytest
 from stereo_infer.probe import probe
 from tests.media import films
 from tests.media.test_stereo_tags import video_side_data
-from tests.operator.harness import FAULT_INFER, Harness, file_path, frame_count, make_video
+from tests.operator.harness import (
+    Harness,
+    cpu_inference_template,
+    file_path,
+    frame_count,
+    make_video,
+)
 
 HLG = ("-color_primaries", "bt2020", "-colorspace", "bt2020nc", "-color_trc", "arib-std-b67")
 
@@ -114,13 +119,7 @@ def test_a_track_the_output_cannot_hold_fails_before_any_segment(
 def test_a_builtin_videojob_reports_its_seam_score(harness: Harness, tmp_path: Path) -> None:
     source = make_video(tmp_path / "film.mp4", 2, audio=False)  # two 1 s segments
     # The job backend on CPU nodes: the builtin engine with its weight-free depth model.
-    cpu = {
-        "command": [sys.executable, str(FAULT_INFER)],
-        "gpus": 0,
-        "tolerations": [],
-        "ttlSecondsAfterFinished": 600,
-    }
-    harness.start_operator("--standalone", inference=cpu)
+    harness.start_operator("--standalone", inference=cpu_inference_template())
     harness.create_videojob(
         "seams",
         source,

@@ -8,14 +8,13 @@ source.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.operator.harness import FAULT_INFER, Harness
+from tests.operator.harness import Harness, cpu_inference_template
 
 pytest_plugins = ["tests.operator.harness"]
 pytestmark = pytest.mark.cluster
@@ -24,13 +23,7 @@ pytestmark = pytest.mark.cluster
 def template(harness: Harness, weights: Path) -> dict[str, Any]:
     """The harness's pod template, with an empty weights folder: an image without weights."""
     env = {"STEREO_TEST_FAULTS": str(harness.faults), "STEREO_DEPTH_WEIGHTS": str(weights)}
-    return {
-        "command": [sys.executable, str(FAULT_INFER)],
-        "gpus": 0,
-        "tolerations": [],
-        "env": [{"name": k, "value": v} for k, v in env.items()],
-        "ttlSecondsAfterFinished": 600,
-    }
+    return cpu_inference_template(env)
 
 
 def test_a_model_the_image_lacks_fails_before_any_segment(

@@ -97,7 +97,7 @@ def engine_views(source: Path, frame: np.ndarray, divergence: float) -> tuple[np
         divergence=divergence,
         convergence=0.5,
     )
-    packed = engine.render(frame[None], PriorDepth(), StreamState(), job)[0]
+    packed = engine.render(frame[None], PriorDepth(), StreamState(), job)[0][0]
     return packed[:, :WIDTH], packed[:, WIDTH:]
 
 
@@ -162,7 +162,6 @@ def test_png_encoder_round_trips_an_odd_size(tmp_path: Path) -> None:
         ("src_mp4", ["--at", "2"], "--at 2 s is past the end of"),
         ("src_mp4", ["--at", "-1"], "--at must be a time >= 0"),
         ("src_mp4", ["--convergence", "2"], "--convergence: must be a number >= 0 and <= 1"),
-        ("src_mp4", ["--depth-model", "Nope"], "has no depth model 'Nope'"),
         ("src_mp4", ["--device", "tpu"], "device must be auto, cpu, cuda or cuda:N"),
     ],
 )
@@ -179,6 +178,16 @@ def test_bad_input_is_refused_with_a_clear_error(
     args = ["preview", str(path), "--out", str(out), "--depth-model", "Prior", "--at", "0.5"]
     assert main([*args, *extra]) == exitcodes.BAD_INPUT
     assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_model_the_image_lacks_is_refused(
+    src_mp4: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "preview.png"
+    args = ["preview", str(src_mp4), "--out", str(out), "--depth-model", "Nope", "--at", "0.5"]
+    assert main(args) == exitcodes.MODEL_UNAVAILABLE
+    assert "has no depth model 'Nope'" in capsys.readouterr().err
     assert not out.exists()
 
 

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -384,6 +384,18 @@ def active(job: Any) -> bool:
 
 # ---------------------------------------------------------------------------------------------
 # Media
+
+
+def cpu_inference_template(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """An inference pod template for the job backend on CPU nodes (no GPU asked for), running
+    stereo-infer through the fault wrapper, with ``env`` added."""
+    return {
+        "command": [sys.executable, str(FAULT_INFER)],
+        "gpus": 0,
+        "tolerations": [],
+        "env": [{"name": k, "value": v} for k, v in (env or {}).items()],
+        "ttlSecondsAfterFinished": 600,
+    }
 
 
 def make_video(path: Path, seconds: float, fps: int = 24, audio: bool = True) -> Path:
