@@ -11,7 +11,14 @@ from pydantic import ValidationError
 from stereo_infer.errors import InputNotFoundError
 from stereo_infer.io import fetch_input, publish_output
 from stereo_types.plan import SplitPlan
-from stereo_types.seams import SEAMS_FILE, DepthTrace, SeamScore, depth_trace_uri, seam_score
+from stereo_types.seams import (
+    SEAMS_FILE,
+    DepthTrace,
+    SeamScore,
+    depth_trace_uri,
+    seam_score,
+    seams_uri,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -25,7 +32,7 @@ def score_seams(plan: SplitPlan, plan_uri: str, work: Path) -> SeamScore | None:
         work.mkdir(parents=True, exist_ok=True)
         local = work / SEAMS_FILE
         local.write_text(score.model_dump_json(by_alias=True), encoding="utf-8")
-        publish_output(local, plan_uri.rsplit("/", 1)[0] + "/" + SEAMS_FILE)
+        publish_output(local, seams_uri(plan_uri))
     return score
 
 

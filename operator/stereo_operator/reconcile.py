@@ -22,7 +22,7 @@ from stereo_operator.views import JobView, SegmentView
 from stereo_types import refusals
 from stereo_types.conditions import Condition, ConditionStatus, find_condition, set_condition
 from stereo_types.layout import StorageRoot, VideoJobRef
-from stereo_types.plan import SplitPlan
+from stereo_types.plan import SplitPlan, plan_uri
 from stereo_types.seams import SeamScore, seams_uri
 from stereo_types.segment import SegmentCompletion, SegmentConversion, SegmentPhase
 from stereo_types.videojob import VideoJobPhase, VideoJobSpec, VideoJobStatus, format_progress
@@ -259,7 +259,9 @@ def storage_needs(snap: Snapshot) -> StorageNeeds:
     if phase is VideoJobPhase.ASSEMBLING:
         assemble = snap.assemble_job
         if assemble is not None and assemble.succeeded:
-            return StorageNeeds(final_output=vj.output_uri, seams=seams_uri(vj.root, vj.ref))
+            return StorageNeeds(
+                final_output=vj.output_uri, seams=seams_uri(plan_uri(vj.root, vj.ref))
+            )
         if assemble is not None and assemble.failed:
             return StorageNeeds(failure_details=(assemble.name,))
     return StorageNeeds()

@@ -20,7 +20,6 @@ from itertools import pairwise
 from pydantic import Field
 
 from stereo_types.base import StatusModel
-from stereo_types.layout import StorageRoot, VideoJobRef, as_root
 
 DEPTH_TRACE_SUFFIX = ".depth.json"
 SEAMS_FILE = "seams.json"
@@ -53,8 +52,9 @@ def depth_trace_uri(output_uri: str) -> str:
     return output_uri + DEPTH_TRACE_SUFFIX
 
 
-def seams_uri(root: StorageRoot | str, videojob: VideoJobRef) -> str:
-    return as_root(root).uri_for(*videojob.parts(), SEAMS_FILE)
+def seams_uri(plan_uri: str) -> str:
+    """Where the assemble Job publishes the seam score: beside the plan it joined."""
+    return plan_uri.rsplit("/", 1)[0] + "/" + SEAMS_FILE
 
 
 def seam_score(traces: Sequence[DepthTrace | None]) -> SeamScore | None:
