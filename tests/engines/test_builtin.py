@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,10 +14,11 @@ from stereo_infer import exitcodes
 from stereo_infer.cli import main
 from stereo_infer.encoding import VideoEncoding
 from stereo_infer.engines import EngineJob, EngineOptions
-from stereo_infer.engines.depth import PriorDepth, StreamState
+from stereo_infer.engines.depth import PRIOR, PriorDepth, StreamState
 from stereo_infer.engines.formats import StereoFormat, output_size
 from stereo_infer.probe import probe
 from stereo_infer.window import SegmentInput
+from tests.engines.conversions import convert_file
 from tests.engines.videos import (
     assert_anaglyph_follows_the_views,
     make_testsrc,
@@ -32,29 +34,8 @@ if TYPE_CHECKING:
     from stereo_infer.engines.builtin import BuiltinEngine
 
 
-def convert(
-    engine: BuiltinEngine,
-    source: Path,
-    out: Path,
-    fmt: StereoFormat,
-    *,
-    divergence: float = 4.0,
-    convergence: float = 0.5,
-    pre_roll: int = 0,
-    encoding: VideoEncoding | None = None,
-) -> Path:
-    engine.convert(
-        EngineJob(
-            input=SegmentInput(str(source), probe(source).video, pre_roll_frames=pre_roll),
-            output_path=out,
-            stereo_format=fmt,
-            divergence=divergence,
-            convergence=convergence,
-            encoding=encoding or VideoEncoding(),
-            depth_model="Prior",
-        )
-    )
-    return out
+# The weight-free depth model: the same depth for the same frame, whatever came before.
+convert = functools.partial(convert_file, depth_model=PRIOR, encoding=VideoEncoding())
 
 
 @pytest.mark.parametrize("fmt", list(StereoFormat))

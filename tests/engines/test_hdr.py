@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from stereo_infer.encoding import VideoEncoding
+from stereo_infer.engines.depth import PRIOR
 from stereo_infer.engines.formats import StereoFormat
 from stereo_infer.probe import ContentLight, MasteringDisplay, probe
-from tests.engines.test_builtin import convert
+from tests.engines.conversions import convert_file
 from tests.engines.videos import FFMPEG
 from tests.media.films import sei_payload_types
 
@@ -69,8 +70,12 @@ def test_a_ten_bit_ramp_keeps_four_times_the_levels_of_an_eight_bit_path(
     to_eight_bit = ["-pix_fmt", "yuv420p", "-c:v", "libx264", "-qp", "0", *PQ]
     subprocess.run([*FFMPEG, "-i", str(pq_ramp), *to_eight_bit, str(eight_bit)], check=True)
     lossless = VideoEncoding(codec="hevc", crf=None, preset="ultrafast")
-    deep = convert(builtin_engine, pq_ramp, tmp_path / "10.mp4", SBS, encoding=lossless)
-    shallow = convert(builtin_engine, eight_bit, tmp_path / "8.mp4", SBS, encoding=lossless)
+    deep = convert_file(
+        builtin_engine, pq_ramp, tmp_path / "10.mp4", SBS, depth_model=PRIOR, encoding=lossless
+    )
+    shallow = convert_file(
+        builtin_engine, eight_bit, tmp_path / "8.mp4", SBS, depth_model=PRIOR, encoding=lossless
+    )
     video = probe(deep).video
     assert (video.pix_fmt, video.bit_depth) == ("yuv420p10le", 10)
     assert probe(shallow).video.pix_fmt == "yuv420p"
@@ -86,7 +91,14 @@ def test_hdr10_colour_tags_and_metadata_are_carried(
     assert source.hdr_metadata is not None
     assert (source.hdr_metadata.mastering, source.hdr_metadata.light) == (MASTERING, LIGHT)
     encoding = VideoEncoding(codec=codec, crf=20, preset="ultrafast")
-    out = convert(builtin_engine, pq_ramp, tmp_path / f"{codec}.mp4", SBS, encoding=encoding)
+    out = convert_file(
+        builtin_engine,
+        pq_ramp,
+        tmp_path / f"{codec}.mp4",
+        SBS,
+        depth_model=PRIOR,
+        encoding=encoding,
+    )
     video = probe(out).video
     assert video.pix_fmt == "yuv420p10le"
     colour = (video.color_primaries, video.color_space, video.color_transfer)
@@ -103,7 +115,9 @@ def test_hlg_stays_ten_bit_hlg(
 ) -> None:
     source = make_ramp(engine_media / "ramp-hlg.mp4", HLG, hdr10=False)
     encoding = VideoEncoding(codec="hevc", crf=20, preset="ultrafast")
-    out = convert(builtin_engine, source, tmp_path / "hlg.mp4", SBS, encoding=encoding)
+    out = convert_file(
+        builtin_engine, source, tmp_path / "hlg.mp4", SBS, depth_model=PRIOR, encoding=encoding
+    )
     video = probe(out).video
     assert (video.pix_fmt, video.color_transfer, video.hdr) == ("yuv420p10le", "arib-std-b67", True)
     assert video.hdr_metadata is None

@@ -23,7 +23,7 @@ import pytest
 from stereo_infer import exitcodes
 from stereo_infer.cli import main
 from stereo_infer.encoding import VideoEncoding
-from stereo_infer.engines import EngineJob, EngineOptions, get_engine
+from stereo_infer.engines import EngineOptions, get_engine
 from stereo_infer.engines.formats import FrameSize, StereoFormat, output_size
 from stereo_infer.engines.iw3 import (
     FORMAT_FLAGS,
@@ -35,7 +35,7 @@ from stereo_infer.engines.iw3 import (
 )
 from stereo_infer.errors import BadInputError, UnknownEngineError
 from stereo_infer.probe import probe
-from stereo_infer.window import SegmentInput
+from tests.engines.conversions import convert_file
 from tests.engines.test_hdr import PQ, luma_levels, make_ramp
 from tests.engines.videos import (
     assert_anaglyph_follows_the_views,
@@ -201,29 +201,9 @@ def engine(iw3_utils: ModuleType) -> Iw3Engine:
     return engine
 
 
-def convert(
-    engine: Iw3Engine,
-    source: Path,
-    out: Path,
-    fmt: StereoFormat,
-    *,
-    divergence: float = 4.0,
-    convergence: float = 0.5,
-    pre_roll: int = 0,
-    encoding: VideoEncoding | None = None,
-) -> Path:
-    engine.convert(
-        EngineJob(
-            input=SegmentInput(str(source), probe(source).video, pre_roll_frames=pre_roll),
-            output_path=out,
-            stereo_format=fmt,
-            divergence=divergence,
-            convergence=convergence,
-            encoding=encoding or VideoEncoding(preset="ultrafast"),
-            depth_model=DEPTH_MODEL,
-        )
-    )
-    return out
+convert = functools.partial(
+    convert_file, depth_model=DEPTH_MODEL, encoding=VideoEncoding(preset="ultrafast")
+)
 
 
 def iw3_frame_size(fmt: StereoFormat, width: int, height: int) -> FrameSize:

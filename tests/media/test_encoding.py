@@ -22,10 +22,6 @@ def _pairs(args: list[str]) -> dict[str, str]:
     return dict(zip(args[::2], args[1::2], strict=True))
 
 
-def _nvenc_runs_here() -> bool:
-    return encoder_opens("h264_nvenc")
-
-
 def test_software_is_the_default_and_keeps_x264() -> None:
     args = _pairs(VideoEncoding(crf=20, preset="slow").args(RATE))
     assert args["-c:v"] == "libx264"
@@ -72,13 +68,13 @@ def test_software_needs_no_probe(monkeypatch: pytest.MonkeyPatch) -> None:
     assert VideoEncoding().available() == VideoEncoding()
 
 
-@pytest.mark.skipif(_nvenc_runs_here(), reason="this machine's ffmpeg runs NVENC")
+@pytest.mark.skipif(encoder_opens("h264_nvenc"), reason="this machine's ffmpeg runs NVENC")
 def test_nvenc_without_a_gpu_is_refused_naming_the_encoder() -> None:
     with pytest.raises(BadInputError, match="h264_nvenc"):
         VideoEncoding(crf=20, encoder="nvenc").available()
 
 
-@pytest.mark.skipif(_nvenc_runs_here(), reason="this machine's ffmpeg runs NVENC")
+@pytest.mark.skipif(encoder_opens("h264_nvenc"), reason="this machine's ffmpeg runs NVENC")
 def test_convert_refuses_nvenc_before_reading_the_source(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
