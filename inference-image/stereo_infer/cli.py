@@ -199,10 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plan", required=True, metavar="PLAN_URI", help="the plan split wrote")
     p.add_argument("--output", required=True, metavar="FINAL_URI")
     _add_container_arg(p, "default: from the --output extension")
-    p.add_argument(
-        "--format",
-        type=_setting(FormatChoice),
-        help="the segments' stereo format, written into the output for players; default: none",
+    _add_format_arg(
+        p, "the segments', written into the output for players; default: none", default=None
     )
     p.set_defaults(handler=cmd_assemble)
 
@@ -231,13 +229,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # The settings a VideoJob has too take its rules and defaults (stereo_types.formats, .backend).
-def _add_format_arg(p: argparse.ArgumentParser, note: str = "", *, required: bool = False) -> None:
+def _add_format_arg(
+    p: argparse.ArgumentParser,
+    note: str = "",
+    *,
+    required: bool = False,
+    default: StereoFormat | None = DEFAULT_FORMAT,
+) -> None:
     choices = "|".join(f.value for f in StereoFormat)
     p.add_argument(
         "--format",
         type=_setting(FormatChoice),
         required=required,
-        default=None if required else DEFAULT_FORMAT,
+        default=None if required else default,
         help=f"{choices}; {note}" if note else choices,
     )
 
